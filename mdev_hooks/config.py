@@ -1,0 +1,115 @@
+"""The configuration file (TOML) and the environment switches meant for tests and manual runs."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from mdev_hooks.errors import HookError
+
+DEFAULT_PATH = "/etc/mdev-hooks/config.toml"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Config:
+    sysfs_root: str = "/sys"
+    state_dir: str = "/run/mdev-hooks"
+    lock_dir: str = "/run/lock/mdev-hooks"
+    log_file: str = "/var/log/mdev-hooks.log"
+    dry_run: bool = False
+    lock_timeout: float = 30.0
+    # NVIDIA's vGPU manager may remove an mdev itself when the VM stops; give it this long first.
+    nvidia_release_wait: float = 10.0
+    # bounded retry of `remove` on transient errors (EAGAIN, EBUSY)
+    remove_timeout: float = 5.0
+    path: str = ""  # the file this came from ("" = defaults only)
+
+
+_TYPES: dict[str, type] = {f.name: f.type for f in fields(Config) if f.name != "path"}  # type: ignore[misc]
+
+
+def _coerce(key: str, value: Any, path: str) -> Any:
+    want = _TYPES[key]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, want) or (want is float and isinstance(value, bool)):
+        raise HookError(f"config {path}: {key} must be a {want.__name__}, not {type(value).__name__}")
+    if isinstance(value, float) and not 0 <= value <= 3600:
+        raise HookError(f"config {path}: {key} must be between 0 and 3600 seconds")
+    if isinstance(value, str) and not os.path.isabs(value):
+        raise HookError(f"config {path}: {key} must be an absolute path")
+    return value
+
+
+def env_flag(value: str | None, name: str) -> bool | None:
+    if value is None or value == "":
+        return None
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise HookError(f"environment {name}={value!r}: use 1/true/yes or 0/false/no")
+
+
+def load(environ: Mapping[str, str] = os.environ) -> Config:
+    """Read the config file (optional unless named by MDEV_HOOKS_CONFIG) and apply MDEV_HOOKS_DRY_RUN."""
+    path = environ.get("MDEV_HOOKS_CONFIG") or DEFAULT_PATH
+    values: dict[str, Any] = {}
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1 << 20)
+    except FileNotFoundError:
+        if "MDEV_HOOKS_CONFIG" in environ:
+            raise HookError(f"config {path} (from MDEV_HOOKS_CONFIG) does not exist") from None
+        raw = None
+    except OSError as e:
+        raise HookError(f"config {path}: cannot read it: {e.strerror}") from None
+    if raw is not None:
+        import tomllib
+
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise HookError(f"config {path}: not valid TOML: {e}") from None
+        for key, value in data.items():
+            if key not in _TYPES:
+                # a typo such as `sysfs_rot` must not silently fall back to the real /sys
+                raise HookError(f"config {path}: unknown key {key!r} (known: {', '.join(sorted(_TYPES))})")
+            values[key] = _coerce(key, value, path)
+        values["path"] = path
+    dry = env_flag(environ.get("MDEV_HOOKS_DRY_RUN"), "MDEV_HOOKS_DRY_RUN")
+    if dry is not None:
+        values["dry_run"] = dry
+    return Config(**values)
+
+
+DEFAULT_FILE_TEXT = '''\
+# mdev-hooks configuration (TOML). Every key is optional; the values shown are the defaults.
+# libvirt runs hooks with a scrubbed environment, so this file is how the hook learns its settings.
+
+# Where the kernel's sysfs is (tests point this at a fake).
+# sysfs_root = "/sys"
+
+# Ownership ledger: which domain each mdev was created for (tmpfs: devices do not survive a reboot either).
+# state_dir = "/run/mdev-hooks"
+
+# One lock file per parent device.
+# lock_dir = "/run/lock/mdev-hooks"
+
+# Structured log, one JSON object per line.
+# log_file = "/var/log/mdev-hooks.log"
+
+# Validate and log "would create/remove" without touching sysfs or the ledger.
+# dry_run = false
+
+# Seconds to wait for a parent's lock before failing the start.
+# lock_timeout = 30.0
+
+# Seconds to let NVIDIA's driver remove a vGPU itself before the hook writes `remove`.
+# nvidia_release_wait = 10.0
+
+# Seconds to retry a `remove` that fails with EAGAIN/EBUSY.
+# remove_timeout = 5.0
+'''

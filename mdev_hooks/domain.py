@@ -1,0 +1,113 @@
+"""Domain XML -> the managed mdevs it asks for. The XML is untrusted: safe parser, bounded size."""
+
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from mdev_hooks.errors import HookError
+from mdev_hooks.names import canonical_uuid, check_name, shown
+
+NS = "urn:mdev-hooks:domain:1"
+MAX_XML_BYTES = 16 << 20  # libvirt's own limit for a domain XML is 10 MiB
+SET_HINT = (
+    "virsh metadata DOMAIN --uri urn:mdev-hooks:domain:1 --key mdev --config "
+    "--set '<mdevs><device uuid=\"{uuid}\" parent=\"PARENT\" type=\"TYPE\"/></mdevs>'"
+)
+
+
+@dataclass(frozen=True)
+class ManagedMdev:
+    uuid: str
+    parent: str
+    type: str
+
+
+@dataclass
+class Domain:
+    name: str
+    uuid: str
+    mdevs: list[ManagedMdev] = field(default_factory=list)
+    # metadata entries with no managed hostdev: ignored, logged as a warning
+    unused: list[ManagedMdev] = field(default_factory=list)
+
+
+def _parser() -> etree.XMLParser:
+    # no DTD loading, no entity expansion, no network, no huge-tree mode (libxml2's own depth/size limits apply)
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+
+
+def parse_xml(data: bytes) -> etree._Element:
+    if len(data) > MAX_XML_BYTES:
+        raise HookError(f"domain XML is larger than {MAX_XML_BYTES >> 20} MiB")
+    # libvirt never sends a DTD; refusing it outright rules out entity tricks whatever the parser does
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise HookError("domain XML contains a DTD or entity declaration, which libvirt never sends; refused")
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as e:
+        raise HookError(f"domain XML cannot be parsed: {shown(str(e))}") from None
+    if root is None:
+        raise HookError("domain XML is empty")
+    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
+        raise HookError("domain XML contains a DTD, which libvirt never sends; refused")
+    if root.tag != "domain":
+        raise HookError(f"stdin is not a domain XML (root element {shown(str(root.tag))})")
+    return root
+
+
+def _metadata_devices(root: etree._Element) -> list[etree._Element]:
+    """`<device>` children of our metadata element, namespaced (virsh metadata --set) or not (hand-written)."""
+    found: list[etree._Element] = []
+    for top in root.iterfind(f"metadata/{{{NS}}}*"):
+        for child in top:
+            if not isinstance(child.tag, str):
+                continue
+            if child.tag in ("device", f"{{{NS}}}device"):
+                found.append(child)
+    return found
+
+
+def parse(data: bytes) -> Domain:
+    root = parse_xml(data)
+    name = (root.findtext("name") or "").strip()
+    raw_uuid = (root.findtext("uuid") or "").strip()
+    dom_uuid = canonical_uuid(raw_uuid, "domain <uuid>")
+
+    entries: dict[str, ManagedMdev] = {}
+    for dev in _metadata_devices(root):
+        raw = dev.get("uuid") or ""
+        uuid = canonical_uuid(raw, "metadata <device uuid>")
+        if uuid in entries:
+            raise HookError(f"mdev {uuid}: the metadata has two <device> entries for it; keep one")
+        parent = check_name(dev.get("parent") or "", "parent", uuid)
+        mtype = check_name(dev.get("type") or "", "type", uuid)
+        entries[uuid] = ManagedMdev(uuid, parent, mtype)
+
+    domain = Domain(name=name, uuid=dom_uuid)
+    seen: set[str] = set()
+    for hostdev in root.iterfind("devices/hostdev"):
+        if hostdev.get("type") != "mdev" or hostdev.get("managed") != "yes":
+            continue  # unmanaged mdevs are the user's own, pre-created devices
+        addr = hostdev.find("source/address")
+        raw = addr.get("uuid", "") if addr is not None else ""
+        uuid = canonical_uuid(raw, "managed mdev hostdev <address uuid>")
+        if uuid in seen:
+            continue
+        seen.add(uuid)
+        entry = entries.get(uuid)
+        if entry is None:
+            raise HookError(
+                f"mdev {uuid}: the hostdev is managed='yes' but the domain's metadata does not say which parent "
+                f"and type to create; add it with: {SET_HINT.format(uuid=uuid)}"
+            )
+        domain.mdevs.append(entry)
+    domain.unused = [m for u, m in entries.items() if u not in seen]
+    return domain

@@ -1,0 +1,80 @@
+"""The libvirt qemu hook: argv ``DOMAIN OP SUBOP EXTRA``, domain XML on stdin.
+
+Every operation of every domain runs this, so the module imports nothing beyond ``sys``/``os`` until it knows
+the call concerns a managed mdev; lxml, structlog and filelock are imported only on that path. Nothing is ever
+written to stdout (for migrate/restore, stdout would replace the domain XML).
+"""
+
+import os
+import sys
+from typing import BinaryIO
+
+PREFIX = "mdev-hooks: "
+ACTIVE = {("prepare", "begin"), ("release", "end")}
+# A domain can only concern us if it names our metadata namespace or has an mdev hostdev.
+_NEEDLES = (b"urn:mdev-hooks:domain:1", b"'mdev'", b'"mdev"')
+MAX_READ = (16 << 20) + 1
+
+
+def mentions_mdev(xml: bytes) -> bool:
+    return any(n in xml for n in _NEEDLES)
+
+
+def _fail(message: str) -> int:
+    # ONE line: libvirt shows it verbatim after "unexpected exit status 1: "
+    line = " ".join(message.split())
+    try:
+        sys.stderr.write(PREFIX + line + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+    return 1
+
+
+def main(argv: list[str] | None = None, stdin: BinaryIO | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 3 or (args[1], args[2]) not in ACTIVE:
+        return 0  # every other operation, known or unknown, is none of our business
+    data = (stdin or sys.stdin.buffer).read(MAX_READ)
+    if not mentions_mdev(data):
+        return 0
+    return run(args[0], args[1], data)
+
+
+def run(name: str, op: str, data: bytes) -> int:
+    """The slow path: config, log, parse, then prepare or release."""
+    import time
+
+    from mdev_hooks import config, lifecycle
+    from mdev_hooks.errors import HookError
+
+    t0 = time.monotonic()
+    log = None
+    try:
+        cfg = config.load()
+        from mdev_hooks import domain as dom
+        from mdev_hooks import log as logsetup
+
+        log = logsetup.setup(cfg.log_file, domain=name, op=op, pid=os.getpid(), dry_run=cfg.dry_run)
+        parsed = dom.parse(data)
+        log = log.bind(domain_uuid=parsed.uuid)
+        log.info("hook.invoked", mdevs=[m.uuid for m in parsed.mdevs])
+        for m in parsed.unused:
+            log.warning("metadata.unused", mdev=m.uuid, parent=m.parent, type=m.type,
+                        reason="no <hostdev type='mdev' managed='yes'> with this UUID")
+        env = lifecycle.Env.from_config(cfg, log)
+        if op == "prepare":
+            lifecycle.prepare(parsed, env)
+        else:
+            lifecycle.release(parsed.uuid, env)
+    except HookError as e:
+        if log is not None:
+            log.error("hook.failed", error=str(e), duration_ms=round((time.monotonic() - t0) * 1000, 2))
+        return _fail(str(e))
+    except Exception as e:
+        # never a traceback as the user's error: the full one goes to the log file
+        if log is not None:
+            log.exception("hook.crashed")
+        return _fail(f"internal error during {op} of domain {name}: {e.__class__.__name__}: {e} (details in the log)")
+    log.info("hook.done", duration_ms=round((time.monotonic() - t0) * 1000, 2))
+    return 0

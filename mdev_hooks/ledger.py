@@ -1,0 +1,149 @@
+"""Who created which mdev for which domain: one claim file per mdev UUID under state_dir.
+
+A claim is taken with link(2) of a fully written temp file, so it is atomic AND exclusive: two domains naming
+the same UUID can never both own it, whatever parents they use. The claim is written before `create` (state
+"intent") and updated after (state "created"), so a hook killed at any point leaves enough for `release`.
+Claims are found by domain UUID (names can change) by reading the directory; a host has few mdevs.
+"""
+
+import json
+import os
+import stat
+import time
+from dataclasses import asdict, dataclass, replace
+
+from mdev_hooks.errors import HookError
+
+INTENT, CREATED, ADOPTED = "intent", "created", "adopted"
+_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class Claim:
+    mdev: str
+    domain_uuid: str
+    domain_name: str
+    parent: str
+    type: str
+    state: str
+    pid: int = 0
+    time: float = 0.0
+
+    def with_state(self, state: str) -> "Claim":
+        return replace(self, state=state, time=time.time())
+
+
+class CorruptClaim(HookError):
+    pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Ledger:
+    def __init__(self, state_dir: str) -> None:
+        self.dir = state_dir
+
+    def ensure_dir(self) -> None:
+        """Create state_dir root-only; refuse one that is a symlink or writable by others."""
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            st = os.lstat(self.dir)
+        except OSError as e:
+            raise HookError(f"state_dir {self.dir}: {e.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise HookError(f"state_dir {self.dir} is not a directory (a symlink?); refusing to use it")
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise HookError(f"state_dir {self.dir} is writable by another user; refusing to use it")
+
+    def _path(self, mdev: str) -> str:
+        return os.path.join(self.dir, mdev + _SUFFIX)
+
+    def _write_temp(self, claim: Claim) -> str:
+        tmp = os.path.join(self.dir, f".{claim.mdev}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps(asdict(claim), sort_keys=True).encode() + b"\n")
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp
+
+    def get(self, mdev: str) -> Claim | None:
+        path = self._path(mdev)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise CorruptClaim(f"ledger entry {path} cannot be read: {e.strerror}") from None
+        try:
+            raw = os.read(fd, 65536)
+        finally:
+            os.close(fd)
+        try:
+            data = json.loads(raw)
+            claim = Claim(**data)
+        except (ValueError, TypeError) as e:
+            raise CorruptClaim(
+                f"ledger entry {path} is corrupt ({e.__class__.__name__}); "
+                "check the device with `mdev-hooks status`, then delete the file"
+            ) from None
+        if claim.mdev != mdev:
+            raise CorruptClaim(f"ledger entry {path} names another mdev ({claim.mdev}); delete the file")
+        return claim
+
+    def claim(self, claim: Claim) -> Claim | None:
+        """Take the claim exclusively. Returns None on success, else the existing claim (anyone's)."""
+        tmp = self._write_temp(claim)
+        try:
+            os.link(tmp, self._path(claim.mdev))
+        except FileExistsError:
+            return self.get(claim.mdev) or claim  # vanished meanwhile: report it as taken, caller retries never
+        finally:
+            os.unlink(tmp)
+        _fsync_dir(self.dir)
+        return None
+
+    def update(self, claim: Claim) -> None:
+        tmp = self._write_temp(claim)
+        os.rename(tmp, self._path(claim.mdev))
+        _fsync_dir(self.dir)
+
+    def drop(self, mdev: str) -> None:
+        try:
+            os.unlink(self._path(mdev))
+        except FileNotFoundError:
+            return
+        _fsync_dir(self.dir)
+
+    def all(self) -> tuple[list[Claim], list[str]]:
+        """Every readable claim, and the problems with unreadable ones."""
+        try:
+            names = sorted(os.listdir(self.dir))
+        except FileNotFoundError:
+            return [], []
+        claims, problems = [], []
+        for name in names:
+            if name.startswith(".") or not name.endswith(_SUFFIX):
+                continue
+            try:
+                claim = self.get(name[: -len(_SUFFIX)])
+            except HookError as e:
+                problems.append(str(e))
+                continue
+            if claim is not None:
+                claims.append(claim)
+        return claims, problems
+
+    def for_domain(self, domain_uuid: str) -> tuple[list[Claim], list[str]]:
+        claims, problems = self.all()
+        return [c for c in claims if c.domain_uuid == domain_uuid], problems

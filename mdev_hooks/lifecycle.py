@@ -1,0 +1,318 @@
+"""prepare and release: validation, per-parent locks, the ledger, create/verify/rollback, remove.
+
+`validate` is the single source of truth for "would this start work" and is shared with `mdev-hooks plan`.
+"""
+
+import errno
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from mdev_hooks import ledger as L
+from mdev_hooks.config import Config
+from mdev_hooks.domain import Domain, ManagedMdev
+from mdev_hooks.errors import HookError
+from mdev_hooks.locks import parent_locks
+from mdev_hooks.sysfs import MdevDevice, Sysfs
+
+CREATE, ADOPT, KEEP = "create", "adopt", "keep"
+NVIDIA_VENDOR = "0x10de"
+# "no instance left" differs per driver and kernel version (kernel-mdev-abi.md §2.2): never assume one errno
+EXHAUSTED = {errno.EUSERS, errno.ENOSPC, errno.EPERM, errno.ENOMEM}
+
+
+@dataclass(frozen=True)
+class Env:
+    cfg: Config
+    sysfs: Sysfs
+    ledger: L.Ledger
+    log: Any
+
+    @classmethod
+    def from_config(cls, cfg: Config, log: Any) -> "Env":
+        return cls(cfg, Sysfs(cfg.sysfs_root), L.Ledger(cfg.state_dir), log)
+
+
+@dataclass(frozen=True)
+class Step:
+    mdev: ManagedMdev
+    action: str  # create | adopt | keep
+    available: int | None
+    problem: str | None  # the one-line reason this start would fail, None if fine
+
+
+def _what(m: ManagedMdev) -> str:
+    return f"mdev {m.uuid} (type {m.type} on {m.parent})"
+
+
+def _in_use(env: Env, m: ManagedMdev, limit: int = 4) -> str:
+    used = env.sysfs.devices_of_type(m.parent, m.type)
+    if not used:
+        return ""
+    shown = ", ".join(used[:limit]) + (", ..." if len(used) > limit else "")
+    return f"; {len(used)} in use: {shown}"
+
+
+def _parent_problem(env: Env, m: ManagedMdev) -> str | None:
+    sysfs = env.sysfs
+    if sysfs.parent_dir(m.parent) is None:
+        if sysfs.is_nvidia_vendor_vfio(m.parent):
+            return (
+                f"cannot create {_what(m)}: {m.parent} uses NVIDIA's vendor-specific vGPU interface "
+                "(vGPU 17+ on kernel >= 6.8: nvidia/creatable_vgpu_types, no mdev_supported_types), which is not "
+                "mdev; give the VM the VF as a <hostdev type='pci'> instead"
+            )
+        known = sysfs.parents()
+        hint = f"known parents: {', '.join(known[:8])}" if known else "no mdev parent is registered on this host"
+        return f"cannot create {_what(m)}: parent {m.parent} not found under /sys/class/mdev_bus ({hint})"
+    if not sysfs.has_mdev_types(m.parent):
+        return f"cannot create {_what(m)}: parent {m.parent} is not registered for mdev support"
+    if not sysfs.offers(m.parent, m.type):
+        offered = sysfs.types(m.parent)
+        return (
+            f"cannot create {_what(m)}: parent {m.parent} does not offer type {m.type} "
+            f"(offered: {', '.join(offered[:12]) or 'none'}; see `mdev-hooks types --parent {m.parent}`)"
+        )
+    return None
+
+
+def _existing_problem(m: ManagedMdev, dev: MdevDevice) -> str | None:
+    if (dev.parent, dev.type) != (m.parent, m.type):
+        return (
+            f"cannot use mdev {m.uuid}: it already exists as type {dev.type or '?'} on {dev.parent}, "
+            f"not {m.type} on {m.parent}; remove it or give the domain another UUID"
+        )
+    return None
+
+
+def validate(domain: Domain, env: Env) -> list[Step]:
+    """What prepare would do for each managed mdev, and why it would fail. Reads only; no writes."""
+    steps: list[Step] = []
+    for m in domain.mdevs:
+        claim = env.ledger.get(m.uuid)
+        if claim is not None and claim.domain_uuid != domain.uuid:
+            steps.append(Step(m, CREATE, None, (
+                f"cannot use mdev {m.uuid}: the ledger gives it to domain {claim.domain_name or '?'} "
+                f"({claim.domain_uuid}); two domains cannot share an mdev"
+            )))
+            continue
+        dev = env.sysfs.device(m.uuid)
+        if dev is not None:
+            action = KEEP if claim is not None else ADOPT
+            steps.append(Step(m, action, env.sysfs.available(m.parent, m.type), _existing_problem(m, dev)))
+            continue
+        problem = _parent_problem(env, m)
+        steps.append(Step(m, CREATE, None if problem else env.sysfs.available(m.parent, m.type), problem))
+
+    # enough free instances for everything this domain asks of each parent/type, before any write
+    need = Counter((s.mdev.parent, s.mdev.type) for s in steps if s.action == CREATE and s.problem is None)
+    out: list[Step] = []
+    for s in steps:
+        key = (s.mdev.parent, s.mdev.type)
+        if s.action == CREATE and s.problem is None and (s.available is None or s.available < need[key]):
+            avail = "unreadable" if s.available is None else str(s.available)
+            wants = f"; this domain needs {need[key]}" if need[key] > 1 else ""
+            s = Step(s.mdev, s.action, s.available, (
+                f"cannot create {_what(s.mdev)}: no free instance "
+                f"(available_instances={avail}{wants}{_in_use(env, s.mdev)})"
+            ))
+        out.append(s)
+    return out
+
+
+def first_problem(steps: list[Step]) -> str | None:
+    return next((s.problem for s in steps if s.problem), None)
+
+
+def _create_error(env: Env, m: ManagedMdev, e: OSError) -> HookError:
+    code = errno.errorcode.get(e.errno or 0, str(e.errno))
+    text = f"{e.strerror or 'error'} ({code})"
+    if e.errno in EXHAUSTED:
+        avail = env.sysfs.available(m.parent, m.type)
+        return HookError(
+            f"cannot create {_what(m)}: no free instance: the kernel said {text} "
+            f"(available_instances={avail}{_in_use(env, m)})"
+        )
+    hints = {
+        errno.EEXIST: "a device with this UUID appeared meanwhile (another tool or VM?); check `mdev-hooks status`",
+        errno.EINVAL: "the kernel rejected the UUID",
+        errno.ENODEV: "the parent is being unregistered or is not operational",
+        errno.ENOENT: "the parent or type disappeared meanwhile",
+        errno.EAGAIN: "the driver is busy; retry the start",
+        errno.EBUSY: "the driver is busy; retry the start",
+        errno.EIO: "the driver failed; see dmesg",
+    }
+    hint = hints.get(e.errno or 0, "see dmesg")
+    return HookError(f"cannot create {_what(m)}: the kernel said {text}: {hint}")
+
+
+def _rollback(env: Env, created: list[ManagedMdev], claimed: list[ManagedMdev]) -> None:
+    """Undo this call's work in reverse order: remove created devices, then drop this call's claims."""
+    for m in reversed(created):
+        t0 = time.monotonic()
+        try:
+            _remove(env, m.uuid)
+        except OSError as e:
+            env.log.error("mdev.rollback_failed", mdev=m.uuid, parent=m.parent, type=m.type, error=str(e))
+            continue  # keep its claim: release (which libvirt runs next) retries
+        env.ledger.drop(m.uuid)
+        env.log.warning("mdev.rollback", mdev=m.uuid, parent=m.parent, type=m.type, duration_ms=_ms(t0))
+    for m in reversed(claimed):
+        if m not in created:
+            env.ledger.drop(m.uuid)
+
+
+def _ms(t0: float) -> float:
+    return round((time.monotonic() - t0) * 1000, 2)
+
+
+def prepare(domain: Domain, env: Env) -> None:
+    """Create every managed mdev of the domain, or none: raise HookError after rolling back."""
+    if not domain.mdevs:
+        return
+    dry = env.cfg.dry_run
+    if not dry:
+        env.ledger.ensure_dir()
+    with parent_locks(env.cfg.lock_dir, (m.parent for m in domain.mdevs), env.cfg.lock_timeout, env.log):
+        steps = validate(domain, env)
+        problem = first_problem(steps)
+        if problem:
+            raise HookError(problem)
+        created: list[ManagedMdev] = []
+        claimed: list[ManagedMdev] = []
+        try:
+            for step in steps:
+                _apply(env, domain, step, created, claimed)
+        except BaseException:
+            if not dry:
+                _rollback(env, created, claimed)
+            raise
+
+
+def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], claimed: list[ManagedMdev]) -> None:
+    m = step.mdev
+    log = env.log.bind(mdev=m.uuid, parent=m.parent, type=m.type)
+    t0 = time.monotonic()
+    if step.action == KEEP:
+        log.info("mdev.kept", reason="already created for this domain", duration_ms=_ms(t0))
+        return
+    if env.cfg.dry_run:
+        event = "mdev.would_create" if step.action == CREATE else "mdev.would_adopt"
+        log.info(event, available_instances=step.available, duration_ms=_ms(t0))
+        return
+    state = L.INTENT if step.action == CREATE else L.ADOPTED
+    claim = L.Claim(m.uuid, domain.uuid, domain.name, m.parent, m.type, state, os.getpid(), time.time())
+    other = env.ledger.claim(claim)
+    if other is not None:
+        raise HookError(
+            f"cannot use mdev {m.uuid}: the ledger gives it to domain {other.domain_name or '?'} "
+            f"({other.domain_uuid}); two domains cannot share an mdev"
+        )
+    claimed.append(m)
+    if step.action == ADOPT:
+        log.info("mdev.adopted", reason="exists with the requested parent and type, owned by no domain",
+                 duration_ms=_ms(t0))
+        return
+    try:
+        env.sysfs.create(m.parent, m.type, m.uuid)
+    except OSError as e:
+        log.error("mdev.create_failed", errno=errno.errorcode.get(e.errno or 0), duration_ms=_ms(t0))
+        raise _create_error(env, m, e) from None
+    created.append(m)
+    dev = env.sysfs.device(m.uuid)
+    if dev is None or (dev.parent, dev.type) != (m.parent, m.type):
+        found = "nothing" if dev is None else f"type {dev.type} on {dev.parent}"
+        raise HookError(f"created {_what(m)} but sysfs shows {found}; rolled back")
+    env.ledger.update(claim.with_state(L.CREATED))
+    log.info("mdev.created", available_instances=env.sysfs.available(m.parent, m.type), duration_ms=_ms(t0))
+
+
+def _remove(env: Env, uuid: str) -> None:
+    """Write `remove`, retrying transient errors with a bounded backoff; a device already gone is success."""
+    deadline = time.monotonic() + env.cfg.remove_timeout
+    delay = 0.05
+    while True:
+        try:
+            env.sysfs.remove(uuid)
+            return
+        except FileNotFoundError:
+            return  # gone (removed by its driver or a concurrent remover)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EBUSY) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def _wait_gone(env: Env, uuid: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if env.sysfs.device(uuid) is None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def release(domain_uuid: str, env: Env) -> None:
+    """Remove exactly the devices the ledger says this hook created for the domain. Idempotent."""
+    claims, problems = env.ledger.for_domain(domain_uuid)
+    for p in problems:
+        env.log.warning("ledger.unreadable", problem=p)
+    if not claims:
+        env.log.debug("release.nothing_owned")
+        return
+    if env.cfg.dry_run:
+        for c in claims:
+            event = "mdev.would_remove" if c.state != L.ADOPTED else "mdev.would_unadopt"
+            env.log.info(event, mdev=c.mdev, parent=c.parent, type=c.type, state=c.state)
+        return
+    # NVIDIA's driver may remove the vGPU itself after the VM stops and breaks if someone removes it first:
+    # wait for that OUTSIDE the lock so other domains on the parent are not held up.
+    for c in claims:
+        if c.state != L.ADOPTED and env.sysfs.pci_vendor(c.parent) == NVIDIA_VENDOR:
+            gone = _wait_gone(env, c.mdev, env.cfg.nvidia_release_wait)
+            env.log.info("mdev.nvidia_wait", mdev=c.mdev, parent=c.parent, type=c.type, vanished=gone)
+    failures: list[str] = []
+    with parent_locks(env.cfg.lock_dir, (c.parent for c in claims), env.cfg.lock_timeout, env.log):
+        for c in sorted(claims, key=lambda c: c.time, reverse=True):
+            failure = _release_one(env, c)
+            if failure:
+                failures.append(failure)
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise HookError(failures[0] + more)
+
+
+def _release_one(env: Env, c: L.Claim) -> str | None:
+    log = env.log.bind(mdev=c.mdev, parent=c.parent, type=c.type)
+    t0 = time.monotonic()
+    if c.state == L.ADOPTED:
+        env.ledger.drop(c.mdev)
+        log.info("mdev.unadopted", reason="adopted at prepare, left in place", duration_ms=_ms(t0))
+        return None
+    dev = env.sysfs.device(c.mdev)
+    if dev is None:
+        env.ledger.drop(c.mdev)
+        log.info("mdev.already_gone", state=c.state, duration_ms=_ms(t0))
+        return None
+    if (dev.parent, dev.type) != (c.parent, c.type):
+        # not the device we made: someone replaced it; never remove it
+        env.ledger.drop(c.mdev)
+        log.warning("mdev.not_ours", found_parent=dev.parent, found_type=dev.type, duration_ms=_ms(t0))
+        return None
+    try:
+        _remove(env, c.mdev)
+    except OSError as e:
+        code = errno.errorcode.get(e.errno or 0, str(e.errno))
+        log.error("mdev.remove_failed", errno=code, duration_ms=_ms(t0))
+        return (
+            f"could not remove mdev {c.mdev} (type {c.type} on {c.parent}): {e.strerror} ({code}); "
+            f"remove it with `echo 1 > /sys/bus/mdev/devices/{c.mdev}/remove`, then run `mdev-hooks gc`"
+        )
+    env.ledger.drop(c.mdev)
+    log.info("mdev.removed", state=c.state, available_instances=env.sysfs.available(c.parent, c.type),
+             duration_ms=_ms(t0))
+    return None

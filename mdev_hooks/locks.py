@@ -1,0 +1,61 @@
+"""One lock file per parent device (flock via filelock: it dies with its holder, so a killed hook never
+leaves a stale lock). A domain that needs several parents takes them in sorted order: no deadlock."""
+
+import os
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from mdev_hooks.errors import HookError
+from mdev_hooks.names import is_valid_name
+
+
+def _ensure_dir(lock_dir: str) -> None:
+    try:
+        os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+        st = os.lstat(lock_dir)
+    except OSError as e:
+        raise HookError(f"lock_dir {lock_dir}: {e.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise HookError(f"lock_dir {lock_dir} is not a directory (a symlink?); refusing to use it")
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise HookError(f"lock_dir {lock_dir} is writable by another user; refusing to use it")
+
+
+def lock_path(lock_dir: str, parent: str) -> str:
+    if not is_valid_name(parent):  # lock file names come only from validated parent names
+        raise HookError(f"refusing lock for invalid parent name {parent!r}")
+    return os.path.join(lock_dir, parent + ".lock")
+
+
+@contextmanager
+def parent_locks(lock_dir: str, parents: Iterable[str], timeout: float, log: Any) -> Iterator[None]:
+    from filelock import FileLock, Timeout
+
+    wanted = sorted(set(parents))
+    if not wanted:
+        yield
+        return
+    _ensure_dir(lock_dir)
+    with ExitStack() as stack:
+        for parent in wanted:
+            path = lock_path(lock_dir, parent)
+            if os.path.islink(path):
+                raise HookError(f"lock file {path} is a symlink; refusing to use it")
+            lock = FileLock(path, timeout=timeout, mode=0o600)
+            t0 = time.monotonic()
+            try:
+                lock.acquire()
+            except Timeout:
+                log.warning("lock.timeout", parent=parent, lock=path, timeout_s=timeout)
+                raise HookError(
+                    f"timed out after {timeout:g} s waiting for the lock of parent {parent} ({path}): another "
+                    "VM start or stop on that parent is still running; retry, or raise lock_timeout"
+                ) from None
+            except OSError as e:
+                raise HookError(f"cannot lock parent {parent} ({path}): {e.strerror}") from None
+            stack.callback(lock.release)
+            log.debug("lock.acquired", parent=parent, waited_ms=round((time.monotonic() - t0) * 1000, 1))
+        yield

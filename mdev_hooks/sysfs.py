@@ -1,0 +1,208 @@
+"""The kernel interface: mdev parents, types, devices, create and remove, under a configurable root.
+
+Only two kinds of file are ever written: ``<root>/class/mdev_bus/<parent>/mdev_supported_types/<type>/create``
+and ``<root>/bus/mdev/devices/<uuid>/remove``. Names are validated by the caller (names.py); here every path is
+also resolved and must stay under the real path of the root, so a planted symlink cannot redirect a write.
+"""
+
+import errno
+import os
+from dataclasses import dataclass
+
+from mdev_hooks.names import is_valid_name
+
+
+class OutsideRoot(OSError):
+    """A path resolved to somewhere outside sysfs_root."""
+
+
+@dataclass(frozen=True)
+class MdevDevice:
+    uuid: str
+    parent: str
+    type: str
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    parent: str
+    type: str
+    name: str
+    description: str
+    device_api: str
+    available: int | None  # None: unreadable
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read(65536).strip()
+
+
+def write_once(path: str, data: bytes) -> None:
+    """One unbuffered write(): a buffered file retries a failed write at close and may create a device twice."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        written = os.write(fd, data)
+    finally:
+        os.close(fd)
+    if written != len(data):
+        raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)", path)
+
+
+class Sysfs:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.real_root = os.path.realpath(root)
+
+    # -- paths -------------------------------------------------------------------------------------------------
+    def _inside(self, path: str) -> str:
+        real = os.path.realpath(path)
+        if real != self.real_root and not real.startswith(self.real_root.rstrip("/") + "/"):
+            raise OutsideRoot(errno.EXDEV, "resolves outside sysfs_root", path)
+        return real
+
+    def parent_dir(self, parent: str) -> str | None:
+        """The real directory of a parent registered with the mdev core, or None."""
+        link = os.path.join(self.root, "class", "mdev_bus", parent)
+        if not os.path.lexists(link):
+            return None
+        return self._inside(link)
+
+    def _type_dir(self, parent: str, mtype: str) -> str | None:
+        pdir = self.parent_dir(parent)
+        if pdir is None:
+            return None
+        tdir = os.path.join(pdir, "mdev_supported_types", mtype)
+        return self._inside(tdir) if os.path.isdir(tdir) else None
+
+    # -- queries -----------------------------------------------------------------------------------------------
+    def parents(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(os.path.join(self.root, "class", "mdev_bus")) if is_valid_name(n))
+        except FileNotFoundError:
+            return []
+
+    def has_mdev_types(self, parent: str) -> bool:
+        pdir = self.parent_dir(parent)
+        return pdir is not None and os.path.isdir(os.path.join(pdir, "mdev_supported_types"))
+
+    def types(self, parent: str) -> list[str]:
+        pdir = self.parent_dir(parent)
+        if pdir is None:
+            return []
+        try:
+            names = os.listdir(os.path.join(pdir, "mdev_supported_types"))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(n for n in names if is_valid_name(n))
+
+    def offers(self, parent: str, mtype: str) -> bool:
+        return self._type_dir(parent, mtype) is not None
+
+    def available(self, parent: str, mtype: str) -> int | None:
+        tdir = self._type_dir(parent, mtype)
+        if tdir is None:
+            return None
+        try:
+            return int(_read(os.path.join(tdir, "available_instances")))
+        except (OSError, ValueError):
+            return None
+
+    def type_info(self, parent: str, mtype: str) -> TypeInfo | None:
+        tdir = self._type_dir(parent, mtype)
+        if tdir is None:
+            return None
+
+        def opt(name: str) -> str:
+            try:
+                return _read(os.path.join(tdir, name))
+            except OSError:
+                return ""
+
+        return TypeInfo(
+            parent=parent,
+            type=mtype,
+            name=opt("name"),
+            description=", ".join(line.strip() for line in opt("description").splitlines()),
+            device_api=opt("device_api"),
+            available=self.available(parent, mtype),
+        )
+
+    def devices_of_type(self, parent: str, mtype: str) -> list[str]:
+        tdir = self._type_dir(parent, mtype)
+        if tdir is None:
+            return []
+        try:
+            return sorted(os.listdir(os.path.join(tdir, "devices")))
+        except OSError:
+            return []
+
+    def device(self, uuid: str) -> MdevDevice | None:
+        """The parent and type of an existing mdev, from the kernel's own links; None if it does not exist."""
+        link = os.path.join(self.root, "bus", "mdev", "devices", uuid)
+        if not os.path.lexists(link):
+            return None
+        real = self._inside(link)
+        if not os.path.isdir(real):
+            return None
+        # <parentdir>/<uuid> -> the parent; <uuid>/mdev_type -> <parentdir>/mdev_supported_types/<type>
+        parent = os.path.basename(os.path.dirname(real))
+        type_link = os.path.join(real, "mdev_type")
+        mtype = os.path.basename(self._inside(type_link)) if os.path.lexists(type_link) else ""
+        return MdevDevice(uuid, parent, mtype)
+
+    def devices(self) -> list[MdevDevice]:
+        try:
+            names = sorted(os.listdir(os.path.join(self.root, "bus", "mdev", "devices")))
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            try:
+                dev = self.device(name)
+            except OSError:
+                continue
+            if dev is not None:
+                found.append(dev)
+        return found
+
+    def pci_vendor(self, parent: str) -> str | None:
+        """The PCI vendor id (e.g. '0x10de') of a parent, None for non-PCI parents."""
+        pdir = self.parent_dir(parent)
+        if pdir is None:
+            return None
+        try:
+            return _read(os.path.join(pdir, "vendor")).lower()
+        except OSError:
+            return None
+
+    def is_nvidia_vendor_vfio(self, name: str) -> bool:
+        """True for NVIDIA vGPU 17+ devices (kernel >= 6.8): a VF with nvidia/creatable_vgpu_types, or its PF."""
+        pci = os.path.join(self.root, "bus", "pci", "devices", name)
+        if not os.path.lexists(pci):
+            return False
+        if os.path.exists(os.path.join(pci, "nvidia", "creatable_vgpu_types")):
+            return True
+        try:
+            entries = os.listdir(pci)
+        except OSError:
+            return False
+        return any(
+            e.startswith("virtfn") and os.path.exists(os.path.join(pci, e, "nvidia", "creatable_vgpu_types"))
+            for e in entries
+        )
+
+    # -- the two writes ----------------------------------------------------------------------------------------
+    def create(self, parent: str, mtype: str, uuid: str) -> None:
+        tdir = self._type_dir(parent, mtype)
+        if tdir is None:
+            raise OSError(errno.ENOENT, "no such parent/type", f"{parent}/{mtype}")
+        path = self._inside(os.path.join(tdir, "create"))
+        write_once(path, uuid.encode("ascii"))
+
+    def remove(self, uuid: str) -> None:
+        link = os.path.join(self.root, "bus", "mdev", "devices", uuid)
+        if not os.path.lexists(link):
+            raise FileNotFoundError(errno.ENOENT, "no such mdev", link)
+        path = self._inside(os.path.join(self._inside(link), "remove"))
+        write_once(path, b"1")
