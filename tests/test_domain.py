@@ -1,0 +1,112 @@
+"""Unit tests of the pure XML -> managed mdev logic (domain.py, names.py)."""
+
+from pathlib import Path
+
+import pytest
+
+from mdev_hooks.domain import ManagedMdev, parse
+from mdev_hooks.errors import HookError
+from mdev_hooks.hook import mentions_mdev
+
+FIX = Path(__file__).parent / "fixtures" / "libvirt-9.0"
+U1 = "4b20d080-1b54-4048-85b3-a6a62d165c01"
+U2 = "9f1c7a5e-2d1b-4c3e-8a6f-0b2c4d6e8f10"
+DOM_UUID = "5909df77-0544-4c25-b292-6027c2468ce1"
+
+
+def xml(metadata: str = "", hostdevs: str = "", uuid: str = DOM_UUID) -> bytes:
+    return f"""<domain type='qemu'><name>vm1</name><uuid>{uuid}</uuid>
+<metadata>{metadata}</metadata><devices>{hostdevs}</devices></domain>""".encode()
+
+
+def hostdev(uuid: str, managed: str = "yes", type_: str = "mdev") -> str:
+    return (f"<hostdev mode='subsystem' type='{type_}' managed='{managed}' model='vfio-pci'>"
+            f"<source><address uuid='{uuid}'/></source></hostdev>")
+
+
+def meta(*devices: tuple[str, str, str], prefixed: bool = True) -> str:
+    if prefixed:
+        body = "".join(f'<m:device uuid="{u}" parent="{p}" type="{t}"/>' for u, p, t in devices)
+        return f'<m:mdevs xmlns:m="urn:mdev-hooks:domain:1">{body}</m:mdevs>'
+    body = "".join(f'<device uuid="{u}" parent="{p}" type="{t}"/>' for u, p, t in devices)
+    return f'<m:mdevs xmlns:m="urn:mdev-hooks:domain:1">{body}</m:mdevs>'
+
+
+def test_real_libvirt_prepare_xml() -> None:
+    d = parse((FIX / "gvtg-desktop.prepare.xml").read_bytes())
+    assert d.name == "gvtg-desktop"
+    assert d.uuid == DOM_UUID
+    assert d.mdevs == [ManagedMdev(U1, "0000:00:02.0", "i915-GVTg_V5_4")]
+
+
+def test_real_libvirt_release_xml_same_answer() -> None:
+    assert parse((FIX / "gvtg-desktop.release.xml").read_bytes()).mdevs == [
+        ManagedMdev(U1, "0000:00:02.0", "i915-GVTg_V5_4")
+    ]
+
+
+def test_plain_domain_is_not_ours() -> None:
+    data = (FIX / "plain.prepare.xml").read_bytes()
+    assert not mentions_mdev(data)
+    assert parse(data).mdevs == []
+
+
+@pytest.mark.parametrize("prefixed", [True, False])
+def test_metadata_children_with_or_without_namespace(prefixed: bool) -> None:
+    d = parse(xml(meta((U1, "mtty", "mtty-2"), prefixed=prefixed), hostdev(U1)))
+    assert d.mdevs == [ManagedMdev(U1, "mtty", "mtty-2")]
+
+
+def test_default_namespace_and_any_prefix() -> None:
+    m = f'<mdevs xmlns="urn:mdev-hooks:domain:1"><device uuid="{U1}" parent="mtty" type="mtty-1"/></mdevs>'
+    assert parse(xml(m, hostdev(U1))).mdevs == [ManagedMdev(U1, "mtty", "mtty-1")]
+    other = f'<zz:mdevs xmlns:zz="urn:other"><zz:device uuid="{U1}" parent="mtty" type="mtty-1"/></zz:mdevs>'
+    with pytest.raises(HookError, match="metadata does not say"):
+        parse(xml(other, hostdev(U1)))
+
+
+def test_unmanaged_and_pci_hostdevs_are_ignored() -> None:
+    d = parse(xml(meta((U1, "mtty", "mtty-2")), hostdev(U1, managed="no") + hostdev(U2, type_="pci")))
+    assert d.mdevs == []
+    assert d.unused == [ManagedMdev(U1, "mtty", "mtty-2")]
+
+
+def test_uuid_case_is_folded() -> None:
+    d = parse(xml(meta((U1.upper(), "mtty", "mtty-2")), hostdev(U1)))
+    assert d.mdevs[0].uuid == U1
+
+
+def test_managed_without_metadata_says_what_to_add() -> None:
+    with pytest.raises(HookError) as e:
+        parse(xml("", hostdev(U1)))
+    assert U1 in str(e.value) and "virsh metadata" in str(e.value)
+
+
+def test_duplicate_metadata_entries() -> None:
+    with pytest.raises(HookError, match="two <device> entries"):
+        parse(xml(meta((U1, "mtty", "mtty-2"), (U1, "mtty", "mtty-1")), hostdev(U1)))
+
+
+@pytest.mark.parametrize("parent", ["..", ".", "a/b", "../../etc", "", "mtty&#9;x", "x" * 200, "gpu\u2215x", "a b"])
+def test_hostile_parent_refused(parent: str) -> None:
+    with pytest.raises(HookError, match="not a valid name"):
+        parse(xml(meta((U1, parent, "t")), hostdev(U1)))
+
+
+@pytest.mark.parametrize("uuid", ["{" + U1 + "}", U1 + "x", U1[:-1], "urn:uuid:" + U1, U1.replace("-", "")])
+def test_non_canonical_uuid_refused(uuid: str) -> None:
+    with pytest.raises(HookError, match="not a UUID"):
+        parse(xml(meta((uuid, "mtty", "mtty-1")), hostdev(U1)))
+
+
+def test_dtd_and_entities_refused() -> None:
+    evil = b"""<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/shadow">]>
+<domain><name>&x;</name><uuid>""" + DOM_UUID.encode() + b"""</uuid></domain>"""
+    with pytest.raises(HookError, match="DTD"):
+        parse(evil)
+
+
+def test_malformed_and_empty() -> None:
+    for bad in (b"", b"<domain>", b"\xff\xfe<", b"<notdomain/>"):
+        with pytest.raises(HookError):
+            parse(bad)
