@@ -1,0 +1,241 @@
+"""What `plan`, `status` and `types` show: plain data (for --json) and its readable rendering. Reads only."""
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mdev_hooks import ledger as L
+from mdev_hooks import lifecycle
+from mdev_hooks.domain import Domain
+from mdev_hooks.sysfs import Sysfs
+
+MAX_DESC = 60
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
+    """Left-aligned columns, two spaces apart; the last column is not padded."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for r in [header, *rows]:
+        cells = [str(c).ljust(widths[i]) if i < len(r) - 1 else str(c) for i, c in enumerate(r)]
+        lines.append(indent + "  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def cut(text: str, limit: int = MAX_DESC) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _num(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+# -- types ------------------------------------------------------------------------------------------------------
+def types_data(sysfs: Sysfs, parents: Sequence[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for parent in parents:
+        types = []
+        for mtype in sysfs.types(parent):
+            info = sysfs.type_info(parent, mtype)
+            if info is None:
+                continue
+            types.append({
+                "type": mtype,
+                "name": info.name,
+                "description": info.description,
+                "device_api": info.device_api,
+                "available": info.available,
+                "in_use": len(sysfs.devices_of_type(parent, mtype)),
+            })
+        out.append({"parent": parent, "vendor": sysfs.pci_vendor(parent), "types": types})
+    return out
+
+
+def render_types(data: list[dict[str, Any]]) -> str:
+    """Like `mdevctl types`, plus the number of devices of each type that exist now."""
+    lines: list[str] = []
+    for p in data:
+        lines.append(p["parent"])
+        if not p["types"]:
+            lines.append("  (no mdev types)")
+        for t in p["types"]:
+            lines += [
+                f"  {t['type']}",
+                f"    Available instances: {_num(t['available'])}",
+                f"    In use: {t['in_use']}",
+                f"    Device API: {t['device_api'] or '?'}",
+            ]
+            if t["name"]:
+                lines.append(f"    Name: {t['name']}")
+            if t["description"]:
+                lines.append(f"    Description: {t['description']}")
+    return "\n".join(lines)
+
+
+# -- plan -------------------------------------------------------------------------------------------------------
+def _create_path(sysfs: Sysfs, parent: str, mtype: str) -> str:
+    return os.path.join(sysfs.root, "class", "mdev_bus", parent, "mdev_supported_types", mtype, "create")
+
+
+def plan_data(domain: Domain, steps: Sequence[lifecycle.Step], env: lifecycle.Env) -> dict[str, Any]:
+    sysfs = env.sysfs
+    mdevs: list[dict[str, Any]] = []
+    actions: list[str] = []
+    for s in steps:
+        m = s.mdev
+        info = sysfs.type_info(m.parent, m.type) if sysfs.parent_dir(m.parent) is not None else None
+        mdevs.append({
+            "uuid": m.uuid,
+            "parent": m.parent,
+            "type": m.type,
+            "type_name": info.name if info else "",
+            "description": info.description if info else "",
+            "available": s.available if s.available is not None else (info.available if info else None),
+            "action": s.action,
+            "verdict": "ok" if s.problem is None else "fail",
+            "problem": s.problem,
+        })
+        if s.action == lifecycle.CREATE:
+            actions.append(f"create mdev {m.uuid}: write it to {_create_path(sysfs, m.parent, m.type)}; "
+                           "remove it when the domain stops")
+        elif s.action == lifecycle.ADOPT:
+            actions.append(f"use the existing mdev {m.uuid} as it is (type {m.type} on {m.parent}, "
+                           "owned by no domain); leave it in place when the domain stops")
+        else:
+            actions.append(f"keep mdev {m.uuid}: the hook already created it for this domain")
+    problem = lifecycle.first_problem(list(steps))
+    return {
+        "domain": {"name": domain.name, "uuid": domain.uuid},
+        "ok": problem is None,
+        "problem": problem,
+        "dry_run": env.cfg.dry_run,
+        "sysfs_root": sysfs.root,
+        "mdevs": mdevs,
+        "actions": actions if problem is None else [],
+        "ignored": [{"uuid": m.uuid, "parent": m.parent, "type": m.type} for m in domain.unused],
+    }
+
+
+def render_plan(data: dict[str, Any]) -> str:
+    d = data["domain"]
+    lines = [f"domain {d['name'] or '?'} ({d['uuid']}), sysfs {data['sysfs_root']}"]
+    if not data["mdevs"]:
+        lines.append("no managed mdev: the hook does nothing for this domain")
+    else:
+        rows = [
+            [m["uuid"], m["parent"], m["type"], cut(" ".join(x for x in (m["type_name"], m["description"]) if x)
+                                                   or "-", 40),
+             _num(m["available"]), m["action"], m["verdict"]]
+            for m in data["mdevs"]
+        ]
+        lines.append(table(["UUID", "PARENT", "TYPE", "NAME / DESCRIPTION", "AVAIL", "ACTION", "VERDICT"], rows))
+    for m in data["ignored"]:
+        lines.append(f"ignored: metadata entry {m['uuid']} has no <hostdev type='mdev' managed='yes'> with that UUID")
+    if data["ok"]:
+        if data["actions"]:
+            lines.append("a start would:")
+            lines += [f"  {i}. {a}" for i, a in enumerate(data["actions"], 1)]
+        if data["dry_run"]:
+            lines.append("note: dry_run is on: the hook would only log these actions, not carry them out")
+        lines.append("verdict: a start would succeed")
+    else:
+        lines.append("verdict: a start would FAIL:")
+        lines.append(f"  {data['problem']}")
+    return "\n".join(lines)
+
+
+# -- status -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Running:
+    """The active domains' UUIDs, or why they are unknown."""
+
+    uuids: frozenset[str] | None
+    error: str | None = None
+
+    def of(self, domain_uuid: str) -> bool | None:
+        return None if self.uuids is None else domain_uuid in self.uuids
+
+
+def _claim_dict(c: L.Claim) -> dict[str, Any]:
+    return {"mdev": c.mdev, "domain_uuid": c.domain_uuid, "domain_name": c.domain_name, "parent": c.parent,
+            "type": c.type, "state": c.state}
+
+
+def orphan_reason(c: L.Claim, sysfs: Sysfs, running: Running) -> str | None:
+    """Why a ledger entry is stale, or None if it is (as far as we can tell) in use."""
+    dev = sysfs.device(c.mdev)
+    if dev is None:
+        return "device gone"
+    if (dev.parent, dev.type) != (c.parent, c.type):
+        return f"device is now type {dev.type or '?'} on {dev.parent}, not the one recorded"
+    if running.of(c.domain_uuid) is False:
+        return "domain not running"
+    return None
+
+
+def status_data(env: lifecycle.Env, running: Running) -> dict[str, Any]:
+    sysfs = env.sysfs
+    claims, problems = env.ledger.all()
+    by_mdev = {c.mdev: c for c in claims}
+    devices = []
+    for dev in sysfs.devices():
+        c = by_mdev.get(dev.uuid)
+        entry: dict[str, Any] = {"uuid": dev.uuid, "parent": dev.parent, "type": dev.type}
+        if c is None or (c.parent, c.type) != (dev.parent, dev.type):
+            entry.update(owner="external", domain_uuid=None, domain_name=None, state=None, running=None)
+        else:
+            entry.update(owner=f"{c.domain_name or '?'} ({c.domain_uuid})", domain_uuid=c.domain_uuid,
+                         domain_name=c.domain_name, state=c.state, running=running.of(c.domain_uuid))
+        devices.append(entry)
+    orphans = []
+    for c in claims:
+        reason = orphan_reason(c, sysfs, running)
+        if reason:
+            orphans.append({**_claim_dict(c), "reason": reason})
+    return {
+        "sysfs_root": sysfs.root,
+        "state_dir": env.cfg.state_dir,
+        "parents": types_data(sysfs, sysfs.parents()),
+        "devices": devices,
+        "orphans": orphans,
+        "ledger_problems": problems,
+        "running_known": running.uuids is not None,
+        "running_error": running.error,
+    }
+
+
+def _yes_no(value: bool | None) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+def render_status(data: dict[str, Any]) -> str:
+    lines = [f"mdev parents and types (sysfs {data['sysfs_root']}):"]
+    rows = [[p["parent"], t["type"], t["name"] or "-", _num(t["available"]), str(t["in_use"]),
+             cut(t["description"]) or "-"]
+            for p in data["parents"] for t in p["types"]]
+    rows += [[p["parent"], "(no mdev types)", "", "", "", ""] for p in data["parents"] if not p["types"]]
+    lines.append(table(["PARENT", "TYPE", "NAME", "AVAILABLE", "IN USE", "DESCRIPTION"], rows) if rows
+                 else "  none: no mdev parent is registered on this host")
+    lines.append("")
+    lines.append(f"mdevs ({len(data['devices'])}):")
+    if data["devices"]:
+        lines.append(table(["UUID", "PARENT", "TYPE", "OWNER", "STATE", "RUNNING"], [
+            [d["uuid"], d["parent"], d["type"] or "?", d["owner"], d["state"] or "-",
+             "-" if d["owner"] == "external" else _yes_no(d["running"])]
+            for d in data["devices"]
+        ]))
+    lines.append("")
+    if not data["running_known"]:
+        lines.append(f"domains running: unknown ({data['running_error']}); orphans below are only gone devices")
+    lines.append(f"orphaned ledger entries ({len(data['orphans'])}):")
+    if data["orphans"]:
+        lines.append(table(["UUID", "DOMAIN", "PARENT", "TYPE", "STATE", "WHY"], [
+            [o["mdev"], f"{o['domain_name'] or '?'} ({o['domain_uuid']})", o["parent"], o["type"], o["state"],
+             o["reason"]]
+            for o in data["orphans"]
+        ]))
+        lines.append("  clean them up with `mdev-hooks gc` (see `mdev-hooks gc --dry-run` first)")
+    for p in data["ledger_problems"]:
+        lines.append(f"ledger problem: {p}")
+    return "\n".join(lines)
