@@ -1,6 +1,7 @@
 """The configuration file (TOML) and the environment switches meant for tests and manual runs."""
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -53,6 +54,55 @@ def env_flag(value: str | None, name: str) -> bool | None:
     raise HookError(f"environment {name}={value!r}: use 1/true/yes or 0/false/no")
 
 
+# Flat `key = value` lines (what config.toml holds), in a strict subset of TOML: bare key; basic string of printable
+# ASCII without escapes, true/false, decimal integer or float; optional comment. Any other line (tables, arrays,
+# escapes, exponents, non-ASCII, CR, ...) or a repeated key sends the whole file to tomllib, which also reports every
+# error. The hook reads the config at every managed start and stop, and tomllib costs more to import than this.
+_FLAT_LINE = re.compile(
+    r'[ \t]*(?:([A-Za-z0-9_-]+)[ \t]*=[ \t]*("[ !#-\[\]-~]*"|true|false|(?:0|[1-9][0-9]*)(?:\.[0-9]+)?)[ \t]*)?'
+    r"(?:#[\t -~]*)?"
+)
+
+
+def _flat(text: str) -> dict[str, Any] | None:
+    """The file's values if every line is in the flat subset, else None (let tomllib read it)."""
+    if "\r" in text:
+        return None
+    values: dict[str, Any] = {}
+    for line in text.split("\n"):
+        m = _FLAT_LINE.fullmatch(line)
+        if m is None:
+            return None
+        key, raw = m.groups()
+        if key is None:
+            continue
+        if key in values:
+            return None
+        if raw[0] == '"':
+            values[key] = raw[1:-1]
+        elif raw in ("true", "false"):
+            values[key] = raw == "true"
+        else:
+            values[key] = float(raw) if "." in raw else int(raw)
+    return values
+
+
+def _parse(raw: bytes, path: str) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise HookError(f"config {path}: not valid TOML: {e}") from None
+    flat = _flat(text)
+    if flat is not None:
+        return flat
+    import tomllib
+
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise HookError(f"config {path}: not valid TOML: {e}") from None
+
+
 def load(environ: Mapping[str, str] = os.environ) -> Config:
     """Read the config file (optional unless named by MDEV_HOOKS_CONFIG) and apply MDEV_HOOKS_DRY_RUN."""
     path = environ.get("MDEV_HOOKS_CONFIG") or DEFAULT_PATH
@@ -67,12 +117,7 @@ def load(environ: Mapping[str, str] = os.environ) -> Config:
     except OSError as e:
         raise HookError(f"config {path}: cannot read it: {e.strerror}") from None
     if raw is not None:
-        import tomllib
-
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise HookError(f"config {path}: not valid TOML: {e}") from None
+        data = _parse(raw, path)
         for key, value in data.items():
             if key not in _TYPES:
                 # a typo such as `sysfs_rot` must not silently fall back to the real /sys

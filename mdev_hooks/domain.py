@@ -81,15 +81,21 @@ def parse(data: bytes) -> Domain:
     raw_uuid = (root.findtext("uuid") or "").strip()
     dom_uuid = canonical_uuid(raw_uuid, "domain <uuid>")
 
-    entries: dict[str, ManagedMdev] = {}
+    # metadata entries by lower-cased UUID; names are validated only for entries a managed hostdev uses
+    # (DESIGN: an entry without a managed hostdev is ignored with a warning, whatever it holds)
+    entries: dict[str, list[etree._Element]] = {}
     for dev in _metadata_devices(root):
-        raw = dev.get("uuid") or ""
-        uuid = canonical_uuid(raw, "metadata <device uuid>")
-        if uuid in entries:
-            raise HookError(f"mdev {uuid}: the metadata has two <device> entries for it; keep one")
-        parent = check_name(dev.get("parent") or "", "parent", uuid)
-        mtype = check_name(dev.get("type") or "", "type", uuid)
-        entries[uuid] = ManagedMdev(uuid, parent, mtype)
+        entries.setdefault((dev.get("uuid") or "").strip().lower(), []).append(dev)
+
+    def entry(uuid: str) -> ManagedMdev | None:
+        found = entries.get(uuid)
+        if not found:
+            return None
+        if len(found) > 1:
+            raise HookError(f"mdev {uuid}: the metadata has {len(found)} <device> entries for it; keep one")
+        parent = check_name(found[0].get("parent") or "", "parent", uuid)
+        mtype = check_name(found[0].get("type") or "", "type", uuid)
+        return ManagedMdev(uuid, parent, mtype)
 
     domain = Domain(name=name, uuid=dom_uuid)
     seen: set[str] = set()
@@ -102,12 +108,15 @@ def parse(data: bytes) -> Domain:
         if uuid in seen:
             continue
         seen.add(uuid)
-        entry = entries.get(uuid)
-        if entry is None:
+        wanted = entry(uuid)
+        if wanted is None:
             raise HookError(
                 f"mdev {uuid}: the hostdev is managed='yes' but the domain's metadata does not say which parent "
                 f"and type to create; add it with: {SET_HINT.format(uuid=uuid)}"
             )
-        domain.mdevs.append(entry)
-    domain.unused = [m for u, m in entries.items() if u not in seen]
+        domain.mdevs.append(wanted)
+    domain.unused = [
+        ManagedMdev(shown(u), shown(d.get("parent") or ""), shown(d.get("type") or ""))
+        for u, devs in entries.items() if u not in seen for d in devs
+    ]
     return domain

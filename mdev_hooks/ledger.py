@@ -37,6 +37,10 @@ class CorruptClaim(HookError):
     pass
 
 
+class LedgerError(HookError):
+    """state_dir cannot be written (read-only, full, gone): one line naming the directory and the cause."""
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -53,13 +57,26 @@ class Ledger:
         """Create state_dir root-only; refuse one that is a symlink or writable by others."""
         try:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise HookError(f"state_dir {self.dir}: {e.strerror}") from None
+        self.check_dir()
+
+    def check_dir(self) -> None:
+        """Refuse a state_dir someone else could have planted or written (a symlink, another owner, group- or
+        world-writable): its claims decide what `release` removes. A missing state_dir is fine (no claims)."""
+        try:
             st = os.lstat(self.dir)
+        except FileNotFoundError:
+            return
         except OSError as e:
             raise HookError(f"state_dir {self.dir}: {e.strerror}") from None
         if not stat.S_ISDIR(st.st_mode):
             raise HookError(f"state_dir {self.dir} is not a directory (a symlink?); refusing to use it")
         if st.st_uid != os.geteuid() or st.st_mode & 0o022:
             raise HookError(f"state_dir {self.dir} is writable by another user; refusing to use it")
+
+    def _failed(self, what: str, mdev: str, e: OSError) -> LedgerError:
+        return LedgerError(f"cannot {what} mdev {mdev} in the ledger (state_dir {self.dir}): {e.strerror}")
 
     def _path(self, mdev: str) -> str:
         return os.path.join(self.dir, mdev + _SUFFIX)
@@ -103,27 +120,38 @@ class Ledger:
 
     def claim(self, claim: Claim) -> Claim | None:
         """Take the claim exclusively. Returns None on success, else the existing claim (anyone's)."""
-        tmp = self._write_temp(claim)
         try:
-            os.link(tmp, self._path(claim.mdev))
-        except FileExistsError:
-            return self.get(claim.mdev) or claim  # vanished meanwhile: report it as taken, caller retries never
-        finally:
-            os.unlink(tmp)
-        _fsync_dir(self.dir)
+            tmp = self._write_temp(claim)
+            try:
+                os.link(tmp, self._path(claim.mdev))
+            except FileExistsError:
+                return self.get(claim.mdev) or claim  # vanished meanwhile: report it as taken, caller retries never
+            finally:
+                os.unlink(tmp)
+            _fsync_dir(self.dir)
+        except OSError as e:
+            raise self._failed("record", claim.mdev, e) from None
         return None
 
     def update(self, claim: Claim) -> None:
-        tmp = self._write_temp(claim)
-        os.rename(tmp, self._path(claim.mdev))
-        _fsync_dir(self.dir)
+        try:
+            tmp = self._write_temp(claim)
+            os.rename(tmp, self._path(claim.mdev))
+            _fsync_dir(self.dir)
+        except OSError as e:
+            raise self._failed("update", claim.mdev, e) from None
 
     def drop(self, mdev: str) -> None:
         try:
             os.unlink(self._path(mdev))
         except FileNotFoundError:
             return
-        _fsync_dir(self.dir)
+        except OSError as e:
+            raise self._failed("drop", mdev, e) from None
+        try:
+            _fsync_dir(self.dir)
+        except OSError as e:
+            raise self._failed("drop", mdev, e) from None
 
     def all(self) -> tuple[list[Claim], list[str]]:
         """Every readable claim, and the problems with unreadable ones."""

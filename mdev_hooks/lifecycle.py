@@ -7,6 +7,7 @@ import errno
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from mdev_hooks import ledger as L
 from mdev_hooks.config import Config
 from mdev_hooks.domain import Domain, ManagedMdev
 from mdev_hooks.errors import HookError
+from mdev_hooks.faultpoint import reached
 from mdev_hooks.locks import parent_locks
 from mdev_hooks.sysfs import MdevDevice, Sysfs
 
@@ -78,6 +80,12 @@ def _parent_problem(env: Env, m: ManagedMdev) -> str | None:
     return None
 
 
+def parent_problem(env: Env, m: ManagedMdev) -> str | None:
+    """Why this host cannot create m.type on m.parent (parent missing, NVIDIA vendor VFIO, not registered, type
+    not offered), or None. The check validate() makes for a device to create; `mdev-hooks add` uses it too."""
+    return _parent_problem(env, m)
+
+
 def _existing_problem(m: ManagedMdev, dev: MdevDevice) -> str | None:
     if (dev.parent, dev.type) != (m.parent, m.type):
         return (
@@ -135,9 +143,15 @@ def _create_error(env: Env, m: ManagedMdev, e: OSError) -> HookError:
             f"cannot create {_what(m)}: no free instance: the kernel said {text} "
             f"(available_instances={avail}{_in_use(env, m)})"
         )
+    if e.errno == errno.EINVAL:
+        # we only ever write a canonical UUID: EINVAL is the driver refusing (NVIDIA's closed driver, e.g.)
+        return HookError(
+            f"cannot create {_what(m)}: the kernel said {text}: the driver refused it "
+            f"(available_instances={env.sysfs.available(m.parent, m.type)}{_in_use(env, m)}; on NVIDIA: no instance "
+            "left or another vGPU type already on this GPU); see dmesg"
+        )
     hints = {
         errno.EEXIST: "a device with this UUID appeared meanwhile (another tool or VM?); check `mdev-hooks status`",
-        errno.EINVAL: "the kernel rejected the UUID",
         errno.ENODEV: "the parent is being unregistered or is not operational",
         errno.ENOENT: "the parent or type disappeared meanwhile",
         errno.EAGAIN: "the driver is busy; retry the start",
@@ -157,11 +171,22 @@ def _rollback(env: Env, created: list[ManagedMdev], claimed: list[ManagedMdev]) 
         except OSError as e:
             env.log.error("mdev.rollback_failed", mdev=m.uuid, parent=m.parent, type=m.type, error=str(e))
             continue  # keep its claim: release (which libvirt runs next) retries
-        env.ledger.drop(m.uuid)
+        reached("rolled_back")
+        _drop(env, m.uuid)
         env.log.warning("mdev.rollback", mdev=m.uuid, parent=m.parent, type=m.type, duration_ms=_ms(t0))
     for m in reversed(claimed):
         if m not in created:
-            env.ledger.drop(m.uuid)
+            _drop(env, m.uuid)
+
+
+def _drop(env: Env, uuid: str) -> None:
+    """Forget a claim whose device is gone (or was never ours to remove). If state_dir has turned read-only or
+    broken, log it and go on: removing the next device matters more, and a stale claim only makes the next
+    start or release of the same domain redo a no-op (or refuse the UUID to other domains: the safe side)."""
+    try:
+        env.ledger.drop(uuid)
+    except HookError as e:
+        env.log.error("ledger.drop_failed", mdev=uuid, error=str(e))
 
 
 def _ms(t0: float) -> float:
@@ -176,6 +201,7 @@ def prepare(domain: Domain, env: Env) -> None:
     if not dry:
         env.ledger.ensure_dir()
     with parent_locks(env.cfg.lock_dir, (m.parent for m in domain.mdevs), env.cfg.lock_timeout, env.log):
+        reached("locked")
         steps = validate(domain, env)
         problem = first_problem(steps)
         if problem:
@@ -205,12 +231,19 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
     state = L.INTENT if step.action == CREATE else L.ADOPTED
     claim = L.Claim(m.uuid, domain.uuid, domain.name, m.parent, m.type, state, os.getpid(), time.time())
     other = env.ledger.claim(claim)
+    if other is not None and other.domain_uuid == domain.uuid:
+        # this domain's own claim from a start whose release never ran (libvirtd died with the hook); validate()
+        # found no device for it, so there is nothing to keep: take it over (we hold the parent's lock)
+        log.warning("ledger.stale_claim", state=other.state, pid=other.pid)
+        env.ledger.update(claim)
+        other = None
     if other is not None:
         raise HookError(
             f"cannot use mdev {m.uuid}: the ledger gives it to domain {other.domain_name or '?'} "
             f"({other.domain_uuid}); two domains cannot share an mdev"
         )
     claimed.append(m)
+    reached("intent_written")
     if step.action == ADOPT:
         log.info("mdev.adopted", reason="exists with the requested parent and type, owned by no domain",
                  duration_ms=_ms(t0))
@@ -221,11 +254,14 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
         log.error("mdev.create_failed", errno=errno.errorcode.get(e.errno or 0), duration_ms=_ms(t0))
         raise _create_error(env, m, e) from None
     created.append(m)
+    reached("created")
     dev = env.sysfs.device(m.uuid)
     if dev is None or (dev.parent, dev.type) != (m.parent, m.type):
         found = "nothing" if dev is None else f"type {dev.type} on {dev.parent}"
         raise HookError(f"created {_what(m)} but sysfs shows {found}; rolled back")
+    reached("verified")
     env.ledger.update(claim.with_state(L.CREATED))
+    reached("ledger_updated")
     log.info("mdev.created", available_instances=env.sysfs.available(m.parent, m.type), duration_ms=_ms(t0))
 
 
@@ -256,13 +292,27 @@ def _wait_gone(env: Env, uuid: str, timeout: float) -> bool:
         time.sleep(0.1)
 
 
-def release(domain_uuid: str, env: Env) -> None:
-    """Remove exactly the devices the ledger says this hook created for the domain. Idempotent."""
+def release(domain_uuid: str, env: Env, mdevs: Iterable[str] = ()) -> None:
+    """Remove exactly the devices the ledger says this hook created for the domain. Idempotent.
+
+    `mdevs`: the UUIDs the domain XML names as managed; one whose ledger entry is unreadable while its device
+    exists cannot be proven ours (nor another's): it is left in place and reported, never silently forgotten."""
+    env.ledger.check_dir()  # a planted or foreign-writable state_dir must not decide what gets removed
     claims, problems = env.ledger.for_domain(domain_uuid)
     for p in problems:
         env.log.warning("ledger.unreadable", problem=p)
+    unproven: list[str] = []
+    for uuid in mdevs:
+        try:
+            env.ledger.get(uuid)
+        except L.CorruptClaim as e:
+            if env.sysfs.device(uuid) is not None:
+                env.log.error("mdev.ownership_unknown", mdev=uuid, problem=str(e))
+                unproven.append(f"left mdev {uuid} in place: {e}")
     if not claims:
         env.log.debug("release.nothing_owned")
+        if unproven:
+            raise HookError(unproven[0] + (f" (and {len(unproven) - 1} more)" if len(unproven) > 1 else ""))
         return
     if env.cfg.dry_run:
         for c in claims:
@@ -277,30 +327,40 @@ def release(domain_uuid: str, env: Env) -> None:
             env.log.info("mdev.nvidia_wait", mdev=c.mdev, parent=c.parent, type=c.type, vanished=gone)
     failures: list[str] = []
     with parent_locks(env.cfg.lock_dir, (c.parent for c in claims), env.cfg.lock_timeout, env.log):
+        reached("release_locked")
         for c in sorted(claims, key=lambda c: c.time, reverse=True):
             failure = _release_one(env, c)
             if failure:
                 failures.append(failure)
+    failures += unproven
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise HookError(failures[0] + more)
+
+
+_REMOVE_HINTS = {
+    errno.EAGAIN: "still being created or in use after retrying for remove_timeout",
+    errno.EBUSY: "still in use (a VFIO user?) after retrying for remove_timeout",
+    errno.ENODEV: "its parent is being unregistered",
+    errno.EIO: "the driver failed; see dmesg",
+}
 
 
 def _release_one(env: Env, c: L.Claim) -> str | None:
     log = env.log.bind(mdev=c.mdev, parent=c.parent, type=c.type)
     t0 = time.monotonic()
     if c.state == L.ADOPTED:
-        env.ledger.drop(c.mdev)
+        _drop(env, c.mdev)
         log.info("mdev.unadopted", reason="adopted at prepare, left in place", duration_ms=_ms(t0))
         return None
     dev = env.sysfs.device(c.mdev)
     if dev is None:
-        env.ledger.drop(c.mdev)
+        _drop(env, c.mdev)
         log.info("mdev.already_gone", state=c.state, duration_ms=_ms(t0))
         return None
     if (dev.parent, dev.type) != (c.parent, c.type):
         # not the device we made: someone replaced it; never remove it
-        env.ledger.drop(c.mdev)
+        _drop(env, c.mdev)
         log.warning("mdev.not_ours", found_parent=dev.parent, found_type=dev.type, duration_ms=_ms(t0))
         return None
     try:
@@ -309,10 +369,12 @@ def _release_one(env: Env, c: L.Claim) -> str | None:
         code = errno.errorcode.get(e.errno or 0, str(e.errno))
         log.error("mdev.remove_failed", errno=code, duration_ms=_ms(t0))
         return (
-            f"could not remove mdev {c.mdev} (type {c.type} on {c.parent}): {e.strerror} ({code}); "
+            f"could not remove mdev {c.mdev} (type {c.type} on {c.parent}): {e.strerror} ({code}: "
+            f"{_REMOVE_HINTS.get(e.errno or 0, 'the driver refused; see dmesg')}); "
             f"remove it with `echo 1 > /sys/bus/mdev/devices/{c.mdev}/remove`, then run `mdev-hooks gc`"
         )
-    env.ledger.drop(c.mdev)
+    reached("removed")
+    _drop(env, c.mdev)
     log.info("mdev.removed", state=c.state, available_instances=env.sysfs.available(c.parent, c.type),
              duration_ms=_ms(t0))
     return None

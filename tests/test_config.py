@@ -14,8 +14,9 @@ def write(tmp_path: Path, text: str) -> dict[str, str]:
     return {"MDEV_HOOKS_CONFIG": str(p)}
 
 
-def test_defaults_when_no_file(tmp_path: Path) -> None:
-    cfg = load({})  # /etc/mdev-hooks/config.toml does not exist on test machines: defaults
+def test_defaults_when_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mdev_hooks.config.DEFAULT_PATH", str(tmp_path / "absent.toml"))
+    cfg = load({})
     assert cfg.sysfs_root == "/sys" and cfg.lock_timeout == 30.0 and not cfg.dry_run
 
 

@@ -83,7 +83,7 @@ def test_managed_without_metadata_says_what_to_add() -> None:
 
 
 def test_duplicate_metadata_entries() -> None:
-    with pytest.raises(HookError, match="two <device> entries"):
+    with pytest.raises(HookError, match="2 <device> entries"):
         parse(xml(meta((U1, "mtty", "mtty-2"), (U1, "mtty", "mtty-1")), hostdev(U1)))
 
 
@@ -96,7 +96,15 @@ def test_hostile_parent_refused(parent: str) -> None:
 @pytest.mark.parametrize("uuid", ["{" + U1 + "}", U1 + "x", U1[:-1], "urn:uuid:" + U1, U1.replace("-", "")])
 def test_non_canonical_uuid_refused(uuid: str) -> None:
     with pytest.raises(HookError, match="not a UUID"):
+        parse(xml(meta((U1, "mtty", "mtty-1")), hostdev(uuid)))
+    # in the metadata it matches no managed hostdev: the hostdev then lacks its entry
+    with pytest.raises(HookError, match="metadata does not say"):
         parse(xml(meta((uuid, "mtty", "mtty-1")), hostdev(U1)))
+
+
+def test_unused_metadata_entry_is_only_a_warning_whatever_it_holds() -> None:
+    d = parse(xml(meta((U2, "../../etc", "x/y"), ("not-a-uuid", "mtty", "mtty-1")), ""))
+    assert d.mdevs == [] and len(d.unused) == 2
 
 
 def test_dtd_and_entities_refused() -> None:
