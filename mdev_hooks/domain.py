@@ -20,6 +20,10 @@ class ManagedMdev:
     uuid: str
     parent: str
     type: str
+    # attributes written in order into bus/mdev/devices/<uuid>/<name> after create (s390 vfio-ap assign_*)
+    attrs: tuple[tuple[str, str], ...] = ()
+    kind: str = "mdev"  # "mdev", or "nvidia-vf" for NVIDIA's vendor-specific vGPU interface (opt-in)
+    source: str = "metadata"  # where parent/type came from: "metadata" or "mdevctl"
 
 
 @dataclass
