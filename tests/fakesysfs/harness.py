@@ -154,8 +154,12 @@ class FakeSysfs:
         for uuid in os.listdir(base):
             real = os.path.realpath(os.path.join(base, uuid))
             mdev_type = os.path.join(real, "mdev_type")
-            if os.path.exists(mdev_type):
-                found[uuid] = (os.path.basename(os.path.dirname(real)), os.path.basename(os.path.realpath(mdev_type)))
+            try:  # a device may vanish between the check and the resolve (a concurrent remove)
+                type_real = os.readlink(mdev_type) and os.path.realpath(mdev_type, strict=True)
+            except OSError:
+                type_real = ""
+            if type_real:
+                found[uuid] = (os.path.basename(os.path.dirname(real)), os.path.basename(type_real))
             elif include_transient and os.path.isdir(real):
                 found[uuid] = (os.path.basename(os.path.dirname(real)), "")
         return found

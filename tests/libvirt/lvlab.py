@@ -1,0 +1,403 @@
+"""Helpers for the libvirt tier: virsh, domain XML, the installed hook and its config, the hook's log.
+
+Everything here drives the real system libvirtd the way an admin would: files under /etc, `virsh`, SIGHUP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+CTL = REPO / "scripts" / "libvirtd-ctl"
+LAUNCHER = REPO / "hooks" / "qemu"
+URI = "qemu:///system"
+NS = "urn:mdev-hooks:domain:1"
+HOOKS_DIR = Path("/etc/libvirt/hooks")
+CONFIG_DIR = Path("/etc/mdev-hooks")
+CONFIG_FILE = CONFIG_DIR / "config.toml"
+QEMU_D_NAME = "50-mdev-hooks"
+# every domain this tier defines starts with this, so leftovers are recognisable (and cleaned up)
+PREFIX = "mdevhooks-t-"
+WRITE_OPS = {"create", "remove"}
+# one line per scenario: what the fake's journal showed (printed by conftest with -v or MDEV_HOOKS_EVIDENCE=1)
+EVIDENCE: list[str] = []
+VFIO_ERROR = "error: unsupported configuration: Mediated host device assignment requires VFIO support"
+
+
+@dataclass(frozen=True)
+class Mdev:
+    uuid: str
+    parent: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Run:
+    argv: list[str]
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def __str__(self) -> str:
+        return (f"$ {' '.join(self.argv)}\nrc={self.rc} ({self.seconds:.2f}s)\n"
+                f"stdout={self.stdout!r}\nstderr={self.stderr!r}")
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def run(argv: Sequence[str], timeout: float = 120, stdin: str | None = None) -> Run:
+    t0 = time.monotonic()
+    p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, input=stdin, check=False)
+    return Run(list(argv), p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
+
+
+def virsh(*args: str, timeout: float = 120) -> Run:
+    return run(["virsh", "-c", URI, *args], timeout=timeout)
+
+
+def virsh_ok(*args: str, timeout: float = 120) -> Run:
+    r = virsh(*args, timeout=timeout)
+    assert r.rc == 0, str(r)
+    return r
+
+
+@dataclass
+class Started:
+    argv: list[str]
+    proc: subprocess.Popen[str]
+    t0: float
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+
+def virsh_start_async(name: str) -> Started:
+    argv = ["virsh", "-c", URI, "start", name]
+    t0 = time.monotonic()
+    return Started(argv, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), t0)
+
+
+def finish(s: Started, timeout: float = 120) -> Run:
+    out, err = s.proc.communicate(timeout=timeout)
+    return Run(s.argv, s.proc.returncode, out, err, time.monotonic() - s.t0)
+
+
+def ctl(verb: str) -> Run:
+    return run([str(CTL), verb], timeout=90)
+
+
+# ---------------------------------------------------------------- domain XML
+
+
+def metadata_xml(mdevs: Iterable[Mdev], style: str) -> str:
+    """Our metadata element as a user would hand-write it: `prefixed` (children in the namespace, as in
+    examples/) or `bare` (only the top element in the namespace, children in no namespace)."""
+    if style == "prefixed":
+        devs = "".join(f'<m:device uuid="{m.uuid}" parent="{m.parent}" type="{m.type}"/>' for m in mdevs)
+        return f'<m:mdevs xmlns:m="{NS}">{devs}</m:mdevs>'
+    if style == "bare":
+        devs = "".join(f'<device uuid="{m.uuid}" parent="{m.parent}" type="{m.type}"/>' for m in mdevs)
+        return f'<mh:mdevs xmlns:mh="{NS}">{devs}</mh:mdevs>'
+    raise ValueError(style)
+
+
+def set_metadata_value(mdevs: Iterable[Mdev]) -> str:
+    """The value for `virsh metadata --set` (libvirt puts every element into the namespace)."""
+    devs = "".join(f'<device uuid="{m.uuid}" parent="{m.parent}" type="{m.type}"/>' for m in mdevs)
+    return f"<mdevs>{devs}</mdevs>"
+
+
+def domain_xml(name: str, dom_uuid: str, managed: Sequence[Mdev] = (), unmanaged: Sequence[str] = (),
+               metadata: str = "") -> str:
+    """A 64 MiB TCG domain without disks; `metadata` is inserted verbatim into <metadata>."""
+    hostdevs = [(m.uuid, "yes") for m in managed] + [(u, "no") for u in unmanaged]
+    hd = "".join(
+        f"<hostdev mode='subsystem' type='mdev' managed='{mg}' model='vfio-pci'>"
+        f"<source><address uuid='{u}'/></source></hostdev>\n    "
+        for u, mg in hostdevs
+    )
+    meta = f"<metadata>{metadata}</metadata>" if metadata else ""
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <uuid>{dom_uuid}</uuid>
+  {meta}
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    {hd}<memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+
+def define(xml: str, tmp: Path) -> None:
+    f = tmp / f"def-{time.monotonic_ns()}.xml"
+    f.write_text(xml)
+    virsh_ok("define", str(f))
+
+
+def undefine(name: str) -> None:
+    if virsh("domstate", name).stdout.strip() in ("running", "paused"):
+        virsh("destroy", name)
+    virsh("undefine", name)
+
+
+def cleanup_test_domains() -> None:
+    r = virsh("list", "--all", "--name")
+    for name in r.stdout.split():
+        if name.startswith(PREFIX):
+            undefine(name)
+
+
+def start_failed_on_vfio(r: Run, name: str) -> bool:
+    return r.rc == 1 and r.stderr == f"error: Failed to start domain '{name}'\n{VFIO_ERROR}\n"
+
+
+# ---------------------------------------------------------------- hook, config, log
+
+
+def hook_path(layout: str) -> Path:
+    return HOOKS_DIR / "qemu" if layout == "qemu" else HOOKS_DIR / "qemu.d" / QEMU_D_NAME
+
+
+def install_hook(layout: str) -> Path:
+    """Install the hook as an admin would: `mdev-hooks install [--qemu-d]` with this interpreter (first line
+    `#!<sys.executable> -I`). Falls back to copying hooks/qemu the same way if the command is missing."""
+    dest = hook_path(layout)
+    argv = [sys.executable, "-m", "mdev_hooks.cli", "install", "--hooks-dir", str(HOOKS_DIR),
+            "--config-dir", str(CONFIG_DIR)] + (["--qemu-d"] if layout == "qemu.d" else [])
+    r = run(argv, timeout=120)
+    if r.rc == 0:
+        assert dest.is_file() and os.access(dest, os.X_OK), f"{r}\n{dest} not installed"
+        return dest
+    assert "No module named mdev_hooks.cli" in r.stderr or "invalid choice: 'install'" in r.stderr, str(r)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    body = LAUNCHER.read_text().split("\n", 1)[1]
+    tmp = HOOKS_DIR / f".{dest.name}.tmp"  # never a half-written file inside qemu.d/
+    tmp.write_text(f"#!{sys.executable} -I\n{body}")
+    tmp.chmod(0o755)
+    tmp.replace(dest)
+    return dest
+
+
+def remove_hooks() -> None:
+    (HOOKS_DIR / "qemu").unlink(missing_ok=True)
+    shutil.rmtree(HOOKS_DIR / "qemu.d", ignore_errors=True)
+
+
+def write_config(sysfs_root: Path | str, workdir: Path, **extra: Any) -> dict[str, Path]:
+    """/etc/mdev-hooks/config.toml pointing sysfs, ledger, locks and log into workdir (libvirt scrubs the
+    environment, so the file at the default path is the only way to configure the hook under libvirtd)."""
+    paths = {"state_dir": workdir / "state", "lock_dir": workdir / "locks", "log_file": workdir / "hook.log"}
+    for k in ("state_dir", "lock_dir"):
+        paths[k].mkdir(parents=True, exist_ok=True)
+    lines = [f'sysfs_root = "{sysfs_root}"'] + [f'{k} = "{v}"' for k, v in paths.items()]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    CONFIG_DIR.mkdir(parents=True, exist_ok=True)
+    CONFIG_FILE.write_text("\n".join(lines) + "\n")
+    return paths
+
+
+@contextmanager
+def saved_host_state(backup_root: Path) -> Iterator[None]:
+    """Move /etc/libvirt/hooks and /etc/mdev-hooks aside, give the tests empty ones, put the originals back."""
+    saved: dict[Path, Path | None] = {}
+    for d in (HOOKS_DIR, CONFIG_DIR):
+        if d.exists():
+            dest = backup_root / d.name
+            shutil.copytree(d, dest, symlinks=True)
+            shutil.copystat(d, dest)
+            saved[d] = dest
+        else:
+            saved[d] = None
+    shutil.rmtree(CONFIG_DIR, ignore_errors=True)
+    remove_hooks()
+    HOOKS_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    finally:
+        for d, src in saved.items():
+            shutil.rmtree(d, ignore_errors=True)
+            if src is not None:
+                shutil.copytree(src, d, symlinks=True)
+                shutil.copystat(src, d)
+
+
+class HookLog:
+    """The hook's JSON-lines log; `mark()` then `since()` gives what one scenario wrote."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def all(self) -> list[dict[str, Any]]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def mark(self) -> int:
+        return len(self.all())
+
+    def since(self, mark: int, event: str | None = None, domain: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.all()[mark:]
+                if (event is None or e.get("event") == event) and (domain is None or e.get("domain") == domain)]
+
+    def calls(self, mark: int, domain: str) -> list[str]:
+        """`op subop` of every hook.invoked for domain since mark, in order."""
+        return [f"{e.get('op')} {e.get('subop', '?')}" for e in self.since(mark, "hook.invoked", domain)]
+
+    def acting_calls(self, mark: int, domain: str) -> list[str]:
+        """The ops that act on mdevs (prepare, release) among the hook.invoked for domain since mark."""
+        return [e["op"] for e in self.since(mark, "hook.invoked", domain) if e.get("op") in ("prepare", "release")]
+
+
+class DaemonLog:
+    """libvirtd's own record of hook activity: `virt-admin` turns on debug logging of util.hook into a file of
+    ours while the daemon runs (no restart, no libvirtd.conf change). It shows every rescan of the hooks
+    directory (virHookCheck) and every hook run (`Calling hook PATH id=DOMAIN op=OP subop=SUBOP extra=X`)."""
+
+    CALL = re.compile(r"Calling hook (\S+) id=(\S+) op=(\S+) subop=(\S+) extra=(\S*)")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._saved: tuple[str, str] | None = None
+
+    @staticmethod
+    def _setting(what: str) -> str:
+        r = run(["virt-admin", f"daemon-log-{what}"], timeout=30)
+        assert r.rc == 0, str(r)
+        return r.stdout.split(":", 1)[1].strip()
+
+    def enable(self) -> None:
+        self._saved = (self._setting("filters"), self._setting("outputs"))
+        for argv in (["daemon-log-filters", "1:util.hook"],
+                     ["daemon-log-outputs", f"{self._saved[1]} 1:file:{self.path}".strip()]):
+            r = run(["virt-admin", *argv], timeout=30)
+            assert r.rc == 0, str(r)
+
+    def restore(self) -> None:
+        if self._saved is not None:
+            run(["virt-admin", "daemon-log-filters", self._saved[0]], timeout=30)
+            run(["virt-admin", "daemon-log-outputs", self._saved[1]], timeout=30)
+
+    def mark(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def text(self, mark: int) -> str:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(mark)
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def calls(self, mark: int, domain: str, hook: Path | None = None) -> list[str]:
+        """`op subop` of every hook run libvirtd made for domain since mark (of `hook` only, if given)."""
+        return [f"{m[3]} {m[4]}" for m in self.CALL.finditer(self.text(mark))
+                if m[2] == domain and (hook is None or m[1] == str(hook))]
+
+    def reload(self, timeout: float = 15.0) -> str:
+        """SIGHUP libvirtd and wait until its rescan of the hooks directory has passed the qemu driver (the
+        reload runs in a thread of its own). Returns what it found for qemu ("Found hook script ..." or not)."""
+        mark = self.mark()
+        r = ctl("reload")
+        assert r.rc == 0, str(r)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.text(mark)
+            checks = [m[1] for m in re.finditer(r"virHookCheck:\d+ : (.*)", text)]
+            qemu = next((i for i, c in enumerate(checks) if "/hooks/qemu" in c), None)
+            # the drivers are scanned in order: a line about lxc means qemu's verdict is in
+            if qemu is not None and any("/hooks/lxc" in c for c in checks[qemu:]):
+                return "; ".join(c for c in checks[qemu:] if "/hooks/qemu" in c)
+            assert time.monotonic() < deadline, f"libvirtd did not rescan its hooks within {timeout}s:\n{text}"
+            time.sleep(0.02)
+
+
+_daemon_log: DaemonLog | None = None
+
+
+def daemon_log() -> DaemonLog:
+    assert _daemon_log is not None, "the libvirtd session fixture enables the daemon log"
+    return _daemon_log
+
+
+def set_daemon_log(log: DaemonLog | None) -> None:
+    global _daemon_log
+    _daemon_log = log
+
+
+def reload_daemon() -> str:
+    """SIGHUP, waited for (see DaemonLog.reload); with no daemon log (benchmark teardown) just SIGHUP."""
+    if _daemon_log is None:
+        r = ctl("reload")
+        assert r.rc == 0, str(r)
+        return ""
+    return _daemon_log.reload()
+
+
+@dataclass
+class Lab:
+    """What a test module gets: the mounted fake, the hook's log, a work dir, where the hook is installed, and
+    (dlog) libvirtd's record of the hook runs."""
+
+    fs: Any  # fakesysfs.harness.FakeSysfs
+    log: HookLog
+    tmp: Path
+    layout: str
+    hook: Path
+
+    @property
+    def dlog(self) -> DaemonLog:
+        return daemon_log()
+
+    def jmark(self) -> int:
+        return len(self.fs.journal())
+
+    def any_writes(self, mark: int) -> list[dict[str, Any]]:
+        """Every write() to the fake since mark (the journal records writes, not reads), minus control commands."""
+        return [e for e in self.fs.journal()[mark:] if e.get("op") != "control"]
+
+    def writes(self, mark: int) -> list[dict[str, Any]]:
+        """create/remove journal entries since mark."""
+        return [e for e in self.fs.journal()[mark:] if e.get("op") in WRITE_OPS and e.get("actor") == "user"]
+
+    def define(self, name: str, managed: list[Mdev] = [], unmanaged: list[str] = [],  # noqa: B006
+               style: str = "prefixed") -> str:
+        """Define a test domain; style `virsh` sets the metadata afterwards with `virsh metadata --set`."""
+        name = PREFIX + name
+        meta = metadata_xml(managed, style) if managed and style != "virsh" else ""
+        define(domain_xml(name, new_uuid(), managed, unmanaged, meta), self.tmp)
+        if managed and style == "virsh":
+            virsh_ok("metadata", name, "--uri", NS, "--key", "mdev", "--config", "--set", set_metadata_value(managed))
+        return name
+
+    def record(self, scenario: str, mark: int) -> None:
+        """Keep a one-line summary of the journal's writes for the tier's evidence section."""
+        ws = self.writes(mark)
+        parts = [f"{e['op']} {str(e.get('uuid'))[:8]} {e.get('parent')}/{e.get('type') or '-'} {e.get('result')}"
+                 for e in ws]
+        EVIDENCE.append(f"[{self.layout}] {scenario}: {len(ws)} writes: " + ("; ".join(parts) or "none"))
