@@ -25,13 +25,31 @@ class Config:
     nvidia_release_wait: float = 10.0
     # bounded retry of `remove` on transient errors (EAGAIN, EBUSY)
     remove_timeout: float = 5.0
+    # admin policy: shell globs (fnmatch, case-sensitive) of the parents and types domains may ask for; None = all
+    allowed_parents: tuple[str, ...] | None = None
+    allowed_types: tuple[str, ...] | None = None
     path: str = ""  # the file this came from ("" = defaults only)
 
 
 _TYPES: dict[str, type] = {f.name: f.type for f in fields(Config) if f.name != "path"}  # type: ignore[misc]
+_GLOB_LISTS = ("allowed_parents", "allowed_types")
+MAX_GLOBS = 256
+
+
+def _globs(key: str, value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise HookError(f"config {path}: {key} must be a list of strings (shell globs), e.g. [\"0000:00:02.0\"]")
+    if len(value) > MAX_GLOBS:
+        raise HookError(f"config {path}: {key} has more than {MAX_GLOBS} entries")
+    for v in value:
+        if not v or len(v) > 256 or not v.isprintable() or any(c.isspace() for c in v) or "/" in v:
+            raise HookError(f"config {path}: {key} entry {v[:80]!r} is not a glob of a device name (no spaces, no /)")
+    return tuple(value)
 
 
 def _coerce(key: str, value: Any, path: str) -> Any:
+    if key in _GLOB_LISTS:
+        return _globs(key, value, path)
     want = _TYPES[key]
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -157,4 +175,8 @@ DEFAULT_FILE_TEXT = '''\
 
 # Seconds to retry a `remove` that fails with EAGAIN/EBUSY.
 # remove_timeout = 5.0
+
+# Policy: which parents and types domains may ask for (lists of shell globs; absent = all, [] = none).
+# allowed_parents = ["0000:00:02.0", "0000:3b:*"]
+# allowed_types = ["i915-GVTg_*", "nvidia-2[0-9][0-9]"]
 '''

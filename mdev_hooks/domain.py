@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from mdev_hooks.errors import HookError
-from mdev_hooks.names import canonical_uuid, check_name, shown
+from mdev_hooks.names import canonical_uuid, check_attr, check_name, shown
 
 NS = "urn:mdev-hooks:domain:1"
 MAX_XML_BYTES = 16 << 20  # libvirt's own limit for a domain XML is 10 MiB
@@ -79,6 +79,17 @@ def _metadata_devices(root: etree._Element) -> list[etree._Element]:
     return found
 
 
+MAX_ATTRS = 512
+
+
+def _attrs(dev: etree._Element, uuid: str) -> tuple[tuple[str, str], ...]:
+    """`<attr name= value=/>` children of a `<device>`, namespaced or not, in document order, validated."""
+    found = [a for a in dev if isinstance(a.tag, str) and a.tag in ("attr", f"{{{NS}}}attr")]
+    if len(found) > MAX_ATTRS:
+        raise HookError(f"mdev {uuid}: the metadata has {len(found)} <attr> entries; at most {MAX_ATTRS}")
+    return tuple(check_attr(a.get("name") or "", a.get("value") or "", uuid) for a in found)
+
+
 def parse(data: bytes) -> Domain:
     root = parse_xml(data)
     name = (root.findtext("name") or "").strip()
@@ -99,7 +110,7 @@ def parse(data: bytes) -> Domain:
             raise HookError(f"mdev {uuid}: the metadata has {len(found)} <device> entries for it; keep one")
         parent = check_name(found[0].get("parent") or "", "parent", uuid)
         mtype = check_name(found[0].get("type") or "", "type", uuid)
-        return ManagedMdev(uuid, parent, mtype)
+        return ManagedMdev(uuid, parent, mtype, attrs=_attrs(found[0], uuid))
 
     domain = Domain(name=name, uuid=dom_uuid)
     seen: set[str] = set()

@@ -28,6 +28,7 @@ class Claim:
     state: str
     pid: int = 0
     time: float = 0.0
+    attrs: tuple[str, ...] = ()  # "name=value" written in this order after create (empty: none)
 
     def with_state(self, state: str) -> "Claim":
         return replace(self, state=state, time=time.time())
@@ -109,6 +110,7 @@ class Ledger:
         try:
             data = json.loads(raw)
             claim = Claim(**data)
+            claim = replace(claim, attrs=tuple(claim.attrs))  # JSON has lists
         except (ValueError, TypeError) as e:
             raise CorruptClaim(
                 f"ledger entry {path} is corrupt ({e.__class__.__name__}); "

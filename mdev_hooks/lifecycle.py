@@ -4,6 +4,7 @@
 """
 
 import errno
+import json
 import os
 import time
 from collections import Counter
@@ -81,9 +82,26 @@ def _parent_problem(env: Env, m: ManagedMdev) -> str | None:
 
 
 def parent_problem(env: Env, m: ManagedMdev) -> str | None:
-    """Why this host cannot create m.type on m.parent (parent missing, NVIDIA vendor VFIO, not registered, type
-    not offered), or None. The check validate() makes for a device to create; `mdev-hooks add` uses it too."""
-    return _parent_problem(env, m)
+    """Why this host cannot create m.type on m.parent (policy, parent missing, NVIDIA vendor VFIO, not registered,
+    type not offered), or None. The check validate() makes for a device to create; `mdev-hooks add` uses it too."""
+    return policy_problem(env.cfg, m) or _parent_problem(env, m)
+
+
+def _globs_text(globs: tuple[str, ...]) -> str:
+    return "[" + ", ".join(json.dumps(g) for g in globs) + "]"
+
+
+def policy_problem(cfg: Config, m: ManagedMdev) -> str | None:
+    """The admin's allowed_parents / allowed_types rule that refuses m, or None (no policy: everything allowed)."""
+    from fnmatch import fnmatchcase
+
+    for key, globs, value in (("allowed_parents", cfg.allowed_parents, m.parent),
+                              ("allowed_types", cfg.allowed_types, m.type)):
+        if globs is not None and not any(fnmatchcase(value, g) for g in globs):
+            what = "parent" if key == "allowed_parents" else "type"
+            return (f"{_what(m)}: {what} {value} is not allowed by {key} = {_globs_text(globs)} "
+                    f"in {cfg.path or 'the configuration'}")
+    return None
 
 
 def _existing_problem(m: ManagedMdev, dev: MdevDevice) -> str | None:
@@ -99,6 +117,13 @@ def validate(domain: Domain, env: Env) -> list[Step]:
     """What prepare would do for each managed mdev, and why it would fail. Reads only; no writes."""
     steps: list[Step] = []
     for m in domain.mdevs:
+        refused = policy_problem(env.cfg, m)
+        if refused:  # the admin's rule comes first, whatever exists: a domain may not ask for it at all
+            env.log.warning("mdev.policy_refused", mdev=m.uuid, parent=m.parent, type=m.type, problem=refused)
+            steps.append(Step(m, CREATE, None, refused))
+            continue
+        if env.cfg.allowed_parents is not None or env.cfg.allowed_types is not None:
+            env.log.info("mdev.policy_allowed", mdev=m.uuid, parent=m.parent, type=m.type)
         claim = env.ledger.get(m.uuid)
         if claim is not None and claim.domain_uuid != domain.uuid:
             steps.append(Step(m, CREATE, None, (
@@ -221,15 +246,20 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
     m = step.mdev
     log = env.log.bind(mdev=m.uuid, parent=m.parent, type=m.type)
     t0 = time.monotonic()
+    if m.attrs and step.action != CREATE:
+        log.info("mdev.attrs_not_written", attrs=_attrs_text(m), reason="the device exists: used as it is")
     if step.action == KEEP:
         log.info("mdev.kept", reason="already created for this domain", duration_ms=_ms(t0))
         return
     if env.cfg.dry_run:
         event = "mdev.would_create" if step.action == CREATE else "mdev.would_adopt"
         log.info(event, available_instances=step.available, duration_ms=_ms(t0))
+        for name, value in m.attrs if step.action == CREATE else ():
+            log.info("mdev.would_write_attr", attr=name, value=value)
         return
     state = L.INTENT if step.action == CREATE else L.ADOPTED
-    claim = L.Claim(m.uuid, domain.uuid, domain.name, m.parent, m.type, state, os.getpid(), time.time())
+    claim = L.Claim(m.uuid, domain.uuid, domain.name, m.parent, m.type, state, os.getpid(), time.time(),
+                    attrs=tuple(f"{n}={v}" for n, v in m.attrs) if step.action == CREATE else ())
     other = env.ledger.claim(claim)
     if other is not None and other.domain_uuid == domain.uuid:
         # this domain's own claim from a start whose release never ran (libvirtd died with the hook); validate()
@@ -260,9 +290,49 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
         found = "nothing" if dev is None else f"type {dev.type} on {dev.parent}"
         raise HookError(f"created {_what(m)} but sysfs shows {found}; rolled back")
     reached("verified")
+    _write_attrs(env, m, log)
     env.ledger.update(claim.with_state(L.CREATED))
     reached("ledger_updated")
     log.info("mdev.created", available_instances=env.sysfs.available(m.parent, m.type), duration_ms=_ms(t0))
+
+
+def _attrs_text(m: ManagedMdev) -> str:
+    return ", ".join(f"{n}={v}" for n, v in m.attrs)
+
+
+_ATTR_HINTS = {
+    errno.ENODEV: "the id is above the host's maximum, or the device went away",
+    errno.EBUSY: "already in use by another mdev (s390: an APQN belongs to one mdev only), or the driver is busy",
+    errno.EADDRNOTAVAIL: "not reserved for this driver (s390 vfio-ap: /sys/bus/ap/apmask and aqmask)",
+    errno.EINVAL: "the driver refused the value",
+    errno.ERANGE: "the value is out of range",
+}
+
+
+def _write_attrs(env: Env, m: ManagedMdev, log: Any) -> None:
+    """Write the device's <attr> values in document order into the device just created (mdevctl's semantics:
+    any failure fails the start; the caller rolls the device back)."""
+    for name, value in m.attrs:
+        t0 = time.monotonic()
+        try:
+            env.sysfs.write_attr(m.uuid, name, value)
+        except FileNotFoundError:
+            try:
+                have = ", ".join(env.sysfs.attrs(m.uuid)) or "none"
+            except OSError:
+                have = "?"
+            log.error("mdev.attr_missing", attr=name, value=value)
+            raise HookError(f"cannot create {_what(m)}: the new device has no writable attribute {name} (to set "
+                            f"{name}={value}; it has: {have}); rolled back") from None
+        except OSError as e:
+            code = errno.errorcode.get(e.errno or 0, str(e.errno))
+            log.error("mdev.attr_failed", attr=name, value=value, errno=code, duration_ms=_ms(t0))
+            raise HookError(
+                f"cannot create {_what(m)}: writing attribute {name}={value} failed: the kernel said "
+                f"{e.strerror or 'error'} ({code}): {_ATTR_HINTS.get(e.errno or 0, 'see dmesg')}; rolled back"
+            ) from None
+        reached("attr_written")
+        log.info("mdev.attr_written", attr=name, value=value, duration_ms=_ms(t0))
 
 
 def _remove(env: Env, uuid: str) -> None:

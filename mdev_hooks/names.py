@@ -7,6 +7,10 @@ from mdev_hooks.errors import HookError
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # parent and type are ONE path component under sysfs: no '/', no '..', nothing a shell or a path walk interprets.
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+# a device attribute written after create (s390 vfio-ap assign_adapter, ...): one plain file name
+_ATTR = re.compile(r"[A-Za-z0-9_]{1,64}")
+NOT_ATTRS = ("remove", "uevent")  # files every mdev has that are not attributes to set
+MAX_ATTR_VALUE = 256
 
 MAX_SHOWN = 80  # hostile names are cut in error messages so the one-line error stays readable
 
@@ -35,3 +39,22 @@ def check_name(value: str, what: str, mdev: str) -> str:
             f"(one path component of letters, digits and _.:-, e.g. 0000:00:02.0 or nvidia-231)"
         )
     return value
+
+
+def is_valid_attr(value: str) -> bool:
+    return bool(_ATTR.fullmatch(value)) and value not in NOT_ATTRS
+
+
+def check_attr(name: str, value: str, mdev: str) -> tuple[str, str]:
+    """An ``<attr name= value=>`` of a device: a plain file name (not remove/uevent), a bounded printable value."""
+    if not is_valid_attr(name):
+        raise HookError(
+            f"mdev {mdev}: attribute name {shown(name)} is not valid (a file name of letters, digits and _, "
+            f"not {' or '.join(NOT_ATTRS)}, e.g. assign_adapter)"
+        )
+    if not 1 <= len(value) <= MAX_ATTR_VALUE or not value.isascii() or not value.isprintable():
+        raise HookError(
+            f"mdev {mdev}: attribute {name} value {shown(value)} is not valid (1 to {MAX_ATTR_VALUE} printable "
+            "ASCII characters)"
+        )
+    return name, value

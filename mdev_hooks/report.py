@@ -7,7 +7,7 @@ from typing import Any
 
 from mdev_hooks import ledger as L
 from mdev_hooks import lifecycle
-from mdev_hooks.domain import Domain
+from mdev_hooks.domain import Domain, ManagedMdev
 from mdev_hooks.sysfs import Sysfs
 
 MAX_DESC = 60
@@ -95,15 +95,21 @@ def plan_data(domain: Domain, steps: Sequence[lifecycle.Step], env: lifecycle.En
             "action": s.action,
             "verdict": "ok" if s.problem is None else "fail",
             "problem": s.problem,
+            "attrs": [[n, v] for n, v in m.attrs],
         })
         if s.action == lifecycle.CREATE:
-            actions.append(f"create mdev {m.uuid}: write it to {_create_path(sysfs, m.parent, m.type)}; "
+            attrs = (f"; then write, in this order, {', '.join(f'{n}={v}' for n, v in m.attrs)} into "
+                     f"{os.path.join(sysfs.root, 'bus', 'mdev', 'devices', m.uuid)}/ (any failure removes it and "
+                     "fails the start)") if m.attrs else ""
+            actions.append(f"create mdev {m.uuid}: write it to {_create_path(sysfs, m.parent, m.type)}{attrs}; "
                            "remove it when the domain stops")
         elif s.action == lifecycle.ADOPT:
             actions.append(f"use the existing mdev {m.uuid} as it is (type {m.type} on {m.parent}, "
                            "owned by no domain); leave it in place when the domain stops")
         else:
             actions.append(f"keep mdev {m.uuid}: the hook already created it for this domain")
+        if m.attrs and s.action != lifecycle.CREATE:
+            actions[-1] += f"; its <attr> values ({lifecycle._attrs_text(m)}) are NOT written: the device exists"
     problem = lifecycle.first_problem(list(steps))
     return {
         "domain": {"name": domain.name, "uuid": domain.uuid},
@@ -114,7 +120,29 @@ def plan_data(domain: Domain, steps: Sequence[lifecycle.Step], env: lifecycle.En
         "mdevs": mdevs,
         "actions": actions if problem is None else [],
         "ignored": [{"uuid": m.uuid, "parent": m.parent, "type": m.type} for m in domain.unused],
+        "policy": policy_data(env),
     }
+
+
+def policy_data(env: lifecycle.Env) -> dict[str, Any] | None:
+    """The admin's allowed_parents / allowed_types (None: no policy, every parent and type allowed)."""
+    cfg = env.cfg
+    if cfg.allowed_parents is None and cfg.allowed_types is None:
+        return None
+    return {"config": cfg.path,
+            "allowed_parents": None if cfg.allowed_parents is None else list(cfg.allowed_parents),
+            "allowed_types": None if cfg.allowed_types is None else list(cfg.allowed_types)}
+
+
+def render_policy(policy: dict[str, Any] | None) -> list[str]:
+    if policy is None:
+        return []
+
+    def globs(value: list[str] | None) -> str:
+        return "(all)" if value is None else "[" + ", ".join(f'"{g}"' for g in value) + "]"
+
+    return [f"policy ({policy['config']}): allowed_parents = {globs(policy['allowed_parents'])}, "
+            f"allowed_types = {globs(policy['allowed_types'])}"]
 
 
 def render_plan(data: dict[str, Any]) -> str:
@@ -130,6 +158,7 @@ def render_plan(data: dict[str, Any]) -> str:
             for m in data["mdevs"]
         ]
         lines.append(table(["UUID", "PARENT", "TYPE", "NAME / DESCRIPTION", "AVAIL", "ACTION", "VERDICT"], rows))
+    lines += render_policy(data.get("policy"))
     for m in data["ignored"]:
         lines.append(f"ignored: metadata entry {m['uuid']} has no <hostdev type='mdev' managed='yes'> with that UUID")
     if data["ok"]:
@@ -187,21 +216,28 @@ def status_data(env: lifecycle.Env, running: Running) -> dict[str, Any]:
         else:
             entry.update(owner=f"{c.domain_name or '?'} ({c.domain_uuid})", domain_uuid=c.domain_uuid,
                          domain_name=c.domain_name, state=c.state, running=running.of(c.domain_uuid))
+        entry["attrs"] = list(c.attrs) if c is not None and entry["owner"] != "external" else []
         devices.append(entry)
     orphans = []
     for c in claims:
         reason = orphan_reason(c, sysfs, running)
         if reason:
             orphans.append({**_claim_dict(c), "reason": reason})
+    parents = types_data(sysfs, sysfs.parents())
+    if env.cfg.allowed_parents is not None or env.cfg.allowed_types is not None:
+        for p in parents:
+            for t in p["types"]:
+                t["allowed"] = lifecycle.policy_problem(env.cfg, ManagedMdev("-", p["parent"], t["type"])) is None
     return {
         "sysfs_root": sysfs.root,
         "state_dir": env.cfg.state_dir,
-        "parents": types_data(sysfs, sysfs.parents()),
+        "parents": parents,
         "devices": devices,
         "orphans": orphans,
         "ledger_problems": problems,
         "running_known": running.uuids is not None,
         "running_error": running.error,
+        "policy": policy_data(env),
     }
 
 
@@ -215,8 +251,14 @@ def render_status(data: dict[str, Any]) -> str:
              cut(t["description"]) or "-"]
             for p in data["parents"] for t in p["types"]]
     rows += [[p["parent"], "(no mdev types)", "", "", "", ""] for p in data["parents"] if not p["types"]]
-    lines.append(table(["PARENT", "TYPE", "NAME", "AVAILABLE", "IN USE", "DESCRIPTION"], rows) if rows
-                 else "  none: no mdev parent is registered on this host")
+    policy = data.get("policy")
+    header = ["PARENT", "TYPE", "NAME", "AVAILABLE", "IN USE", "DESCRIPTION"]
+    if policy is not None:  # which types domains may ask for under the admin's policy
+        allowed = {(p["parent"], t["type"]): t.get("allowed") for p in data["parents"] for t in p["types"]}
+        rows = [[*r[:5], _yes_no(allowed.get((r[0], r[1]))) if r[2] else "", r[5]] for r in rows]
+        header[5:5] = ["ALLOWED"]
+    lines.append(table(header, rows) if rows else "  none: no mdev parent is registered on this host")
+    lines += ["  " + line for line in render_policy(policy)]
     lines.append("")
     lines.append(f"mdevs ({len(data['devices'])}):")
     if data["devices"]:
@@ -225,6 +267,8 @@ def render_status(data: dict[str, Any]) -> str:
              "-" if d["owner"] == "external" else _yes_no(d["running"])]
             for d in data["devices"]
         ]))
+        lines += [f"  {d['uuid']}: attributes written at creation: {', '.join(d['attrs'])}"
+                  for d in data["devices"] if d.get("attrs")]
     lines.append("")
     if not data["running_known"]:
         lines.append(f"domains running: unknown ({data['running_error']}); orphans below are only gone devices")

@@ -1,15 +1,18 @@
 """The kernel interface: mdev parents, types, devices, create and remove, under a configurable root.
 
-Only two kinds of file are ever written: ``<root>/class/mdev_bus/<parent>/mdev_supported_types/<type>/create``
-and ``<root>/bus/mdev/devices/<uuid>/remove``. Names are validated by the caller (names.py); here every path is
-also resolved and must stay under the real path of the root, so a planted symlink cannot redirect a write.
+Only three kinds of file are ever written: ``<root>/class/mdev_bus/<parent>/mdev_supported_types/<type>/create``,
+``<root>/bus/mdev/devices/<uuid>/remove`` and ``<root>/bus/mdev/devices/<uuid>/<attr>`` of a device the caller has
+just created (a plain, existing, writable regular file; never ``remove`` or ``uevent``). Names are validated by
+the caller (names.py); here every path is also resolved and must stay under the real path of the root, so a
+planted symlink cannot redirect a write.
 """
 
 import errno
 import os
+import stat
 from dataclasses import dataclass
 
-from mdev_hooks.names import is_valid_name
+from mdev_hooks.names import is_valid_attr, is_valid_name
 
 
 class OutsideRoot(OSError):
@@ -206,3 +209,37 @@ class Sysfs:
             raise FileNotFoundError(errno.ENOENT, "no such mdev", link)
         path = self._inside(os.path.join(self._inside(link), "remove"))
         write_once(path, b"1")
+
+    # -- the third write: an attribute of a device just created ---------------------------------------------------
+    def _device_dir(self, uuid: str) -> str:
+        link = os.path.join(self.root, "bus", "mdev", "devices", uuid)
+        if not os.path.lexists(link):
+            raise FileNotFoundError(errno.ENOENT, "no such mdev", link)
+        return self._inside(link)
+
+    def attrs(self, uuid: str) -> list[str]:
+        """The attributes one can set on an existing mdev: its writable regular files (no symlinks, no
+        subdirectories, not remove/uevent), sorted."""
+        ddir = self._device_dir(uuid)
+        found = []
+        for name in os.listdir(ddir):
+            if not is_valid_attr(name):
+                continue
+            try:
+                st = os.lstat(os.path.join(ddir, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IWUSR:
+                found.append(name)
+        return sorted(found)
+
+    def write_attr(self, uuid: str, name: str, value: str) -> None:
+        """One write() of `value` (as given, no newline added) into bus/mdev/devices/<uuid>/<name>. ENOENT if the
+        device has no such writable regular file; the resolved path must stay under sysfs_root."""
+        if not is_valid_attr(name):
+            raise OSError(errno.EINVAL, "not an attribute name", name)
+        path = os.path.join(self._device_dir(uuid), name)
+        st = os.lstat(path)  # FileNotFoundError if the device has no such file
+        if not stat.S_ISREG(st.st_mode) or not st.st_mode & stat.S_IWUSR:
+            raise OSError(errno.ENOENT, "not a writable attribute file", path)
+        write_once(self._inside(path), value.encode("ascii"))

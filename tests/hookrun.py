@@ -1,6 +1,5 @@
 """Run the real hook (hooks/qemu) as libvirt does: a subprocess, scrubbed environment, XML on stdin."""
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass

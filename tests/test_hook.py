@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from hookrun import HookEnv, domain_xml
 
 GVT = "0000:00:02.0"
@@ -195,6 +194,7 @@ def test_no_free_instance_names_devices_in_use(gvt: tuple[Any, HookEnv]) -> None
     line = assert_one_line(r.stderr)
     assert f"cannot create mdev {b} (type i915-GVTg_V5_4 on {GVT}): no free instance" in line
     assert f"available_instances=0; 1 in use: {a}" in line
+    assert [e["uuid"] for e in hook_creates(fs)] == [a]
 
 
 def test_nvidia_one_type_per_gpu(gvt: tuple[Any, HookEnv]) -> None:
@@ -202,6 +202,7 @@ def test_nvidia_one_type_per_gpu(gvt: tuple[Any, HookEnv]) -> None:
     assert h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(uid(), T4, "nvidia-222")])).returncode == 0
     r = h.run("vm2", "prepare", "begin", domain_xml("vm2", DOM2, [(uid(), T4, "nvidia-223")]))
     assert r.returncode == 1 and "available_instances=0" in assert_one_line(r.stderr)
+    assert len(hook_creates(fs)) == 1 and len(fs.devices()) == 1
 
 
 def test_kernel_exhaustion_errno_reported(gvt: tuple[Any, HookEnv]) -> None:
