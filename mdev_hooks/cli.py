@@ -162,7 +162,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   "hostdev)\nverdict: a start would succeed")
         return OK
     try:
-        parsed = domain.parse(data)
+        from mdev_hooks import mdevctl
+
+        parsed = lifecycle.map_parents(domain.parse(data, *mdevctl.lookup(env.cfg.mdevctl_dir)), env.cfg, env.log)
         steps = lifecycle.validate(parsed, env)
     except HookError as e:
         if args.json:

@@ -28,6 +28,11 @@ class Config:
     # admin policy: shell globs (fnmatch, case-sensitive) of the parents and types domains may ask for; None = all
     allowed_parents: tuple[str, ...] | None = None
     allowed_types: tuple[str, ...] | None = None
+    # mdevctl's persistent definitions (<dir>/<parent>/<uuid>): the source of a managed mdev without metadata
+    mdevctl_dir: str = "/etc/mdevctl.d"
+    # [parents] table: a domain's parent name -> this host's parent name (migration between hosts whose PCI
+    # addresses differ); applied to every managed mdev before validation
+    parents: tuple[tuple[str, str], ...] = ()
     path: str = ""  # the file this came from ("" = defaults only)
 
 
@@ -47,9 +52,25 @@ def _globs(key: str, value: Any, path: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _parent_map(value: Any, path: str) -> tuple[tuple[str, str], ...]:
+    from mdev_hooks.names import is_valid_name
+
+    if not isinstance(value, dict):
+        raise HookError(f"config {path}: parents must be a table ([parents] with \"DOMAIN_PARENT\" = \"HOST_PARENT\")")
+    if len(value) > MAX_GLOBS:
+        raise HookError(f"config {path}: [parents] has more than {MAX_GLOBS} entries")
+    for k, v in value.items():
+        if not is_valid_name(k) or not isinstance(v, str) or not is_valid_name(v):
+            raise HookError(f"config {path}: [parents] entry {k[:80]!r} = {str(v)[:80]!r} is not a parent name mapped "
+                            "to a parent name (one path component of letters, digits and _.:-)")
+    return tuple(sorted(value.items()))
+
+
 def _coerce(key: str, value: Any, path: str) -> Any:
     if key in _GLOB_LISTS:
         return _globs(key, value, path)
+    if key == "parents":
+        return _parent_map(value, path)
     want = _TYPES[key]
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -179,4 +200,11 @@ DEFAULT_FILE_TEXT = '''\
 # Policy: which parents and types domains may ask for (lists of shell globs; absent = all, [] = none).
 # allowed_parents = ["0000:00:02.0", "0000:3b:*"]
 # allowed_types = ["i915-GVTg_*", "nvidia-2[0-9][0-9]"]
+
+# mdevctl's definitions: a managed mdev hostdev without metadata is created from <mdevctl_dir>/<parent>/<uuid>.
+# mdevctl_dir = "/etc/mdevctl.d"
+
+# Parent names domains use -> this host's (to migrate between hosts whose PCI addresses differ).
+# [parents]
+# "0000:41:00.0" = "0000:81:00.0"
 '''

@@ -1,5 +1,6 @@
 """Domain XML -> the managed mdevs it asks for. The XML is untrusted: safe parser, bounded size."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -24,6 +25,7 @@ class ManagedMdev:
     attrs: tuple[tuple[str, str], ...] = ()
     kind: str = "mdev"  # "mdev", or "nvidia-vf" for NVIDIA's vendor-specific vGPU interface (opt-in)
     source: str = "metadata"  # where parent/type came from: "metadata" or "mdevctl"
+    mapped_from: str = ""  # the parent the domain names, when config [parents] renamed it to `parent` on this host
 
 
 @dataclass
@@ -90,7 +92,16 @@ def _attrs(dev: etree._Element, uuid: str) -> tuple[tuple[str, str], ...]:
     return tuple(check_attr(a.get("name") or "", a.get("value") or "", uuid) for a in found)
 
 
-def parse(data: bytes) -> Domain:
+def domain_uuid(data: bytes) -> str:
+    """Only the domain's own UUID: what release needs when the rest of the XML no longer describes its mdevs
+    (metadata or an mdevctl definition removed while the VM ran; the ledger still knows what we created)."""
+    return canonical_uuid((parse_xml(data).findtext("uuid") or "").strip(), "domain <uuid>")
+
+
+def parse(data: bytes, fallback: "Callable[[str], ManagedMdev | None] | None" = None,
+          fallback_hint: str = "") -> Domain:
+    """The domain's managed mdevs. A managed hostdev without a metadata entry is looked up with `fallback` (mdevctl
+    definitions; `fallback_hint` says where it looked), else it is an error."""
     root = parse_xml(data)
     name = (root.findtext("name") or "").strip()
     raw_uuid = (root.findtext("uuid") or "").strip()
@@ -123,11 +134,13 @@ def parse(data: bytes) -> Domain:
         if uuid in seen:
             continue
         seen.add(uuid)
-        wanted = entry(uuid)
+        wanted = entry(uuid)  # the metadata wins over a fallback definition
+        if wanted is None and fallback is not None:
+            wanted = fallback(uuid)
         if wanted is None:
             raise HookError(
                 f"mdev {uuid}: the hostdev is managed='yes' but the domain's metadata does not say which parent "
-                f"and type to create; add it with: {SET_HINT.format(uuid=uuid)}"
+                f"and type to create; add it with: {SET_HINT.format(uuid=uuid)}{fallback_hint.replace('{uuid}', uuid)}"
             )
         domain.mdevs.append(wanted)
     domain.unused = [

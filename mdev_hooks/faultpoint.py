@@ -3,8 +3,8 @@ it reaches <step>, so tests can prove that a hook killed at any step leaves enou
 
 Inert in production: libvirt runs hooks with a scrubbed environment (LC_ALL, PATH, HOME only), so the variable
 cannot reach a hook started by libvirtd; it is only looked at on the slow path (a call about a managed mdev), and
-costs one dict lookup per step. Steps: locked, intent_written, created, verified, ledger_updated, rolled_back
-(prepare) and release_locked, removed (release).
+costs one dict lookup per step. Steps: locked, intent_written, created, verified, attr_written, ledger_updated,
+rolled_back (prepare) and release_locked, removed (release).
 """
 
 import os

@@ -163,7 +163,8 @@ def _gone_of_running(env: lifecycle.Env, claims: list[L.Claim], dry_run: bool, o
         out.lines += [f"would forget {_what(c)}: {stale(c)} (domain running)" for c in suspects]
         return
     # under the parent's lock no prepare is half-way, so an entry without its device is really stale
-    with parent_locks(env.cfg.lock_dir, (c.parent for c in suspects), env.cfg.lock_timeout, env.log):
+    locks = (c.pf or lifecycle.lock_name(env, c.parent) for c in suspects)
+    with parent_locks(env.cfg.lock_dir, locks, env.cfg.lock_timeout, env.log):
         for c in suspects:
             why = stale(c)
             if why and env.ledger.get(c.mdev) == c:

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
 PREFIX = "mdev-hooks: "
-ACTIVE = {("prepare", "begin"), ("release", "end")}
+# migrate/restore begin: the destination checks, read-only, that prepare will get every managed mdev
+ACTIVE = {("prepare", "begin"), ("release", "end"), ("migrate", "begin"), ("restore", "begin")}
 NS = b"urn:mdev-hooks:domain:1"
 MAX_READ = (16 << 20) + 1
 
@@ -29,10 +30,12 @@ def mentions_mdev(xml: bytes) -> bool:
     them. A start tag cannot contain ``<``, so the text up to the next ``<`` holds all of it. This never misses a
     hostdev the parser would see as ``type='mdev' managed='yes'``; a false alarm only costs the parse.
     """
+    if b"mdev" not in xml and b"&" not in xml:
+        return False  # the common case, in two passes over the bytes (NS contains "mdev")
     if NS in xml:
         return True
     if b"'mdev'" not in xml and b'"mdev"' not in xml and b"&" not in xml:
-        return False  # the common case: one pass over the bytes
+        return False
     if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
         return True
     start = xml.find(b"<hostdev")
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None, stdin: "BinaryIO | None" = None) -> int:
 
 
 def run(name: str, op: str, data: bytes) -> int:
-    """The slow path: config, log, parse, then prepare or release."""
+    """The slow path: config, log, parse, then prepare, release or the incoming check (migrate/restore)."""
     import time
 
     from mdev_hooks.errors import HookError
@@ -85,15 +88,31 @@ def run(name: str, op: str, data: bytes) -> int:
         from mdev_hooks import log as logsetup
 
         log = logsetup.setup(cfg.log_file, domain=name, op=op, pid=os.getpid(), dry_run=cfg.dry_run)
-        parsed = dom.parse(data)
+        from mdev_hooks import mdevctl
+
+        try:
+            parsed = dom.parse(data, *mdevctl.lookup(cfg.mdevctl_dir, log))
+        except HookError as e:
+            if op != "release":
+                raise
+            # release works from the ledger: a domain whose metadata was edited while it ran still gets its
+            # devices removed (only an unparseable XML or domain UUID stops it)
+            log.warning("release.xml_incomplete", error=str(e))
+            parsed = dom.Domain(name=name, uuid=dom.domain_uuid(data))
         log = log.bind(domain_uuid=parsed.uuid)
         log.info("hook.invoked", mdevs=[m.uuid for m in parsed.mdevs])
         for m in parsed.unused:
             log.warning("metadata.unused", mdev=m.uuid, parent=m.parent, type=m.type,
                         reason="no <hostdev type='mdev' managed='yes'> with this UUID")
+        for m in parsed.mdevs:
+            for path in mdevctl.shadowed(cfg.mdevctl_dir, m):
+                log.info("mdev.mdevctl_ignored", mdev=m.uuid, path=path, reason="the domain's metadata wins")
+        parsed = lifecycle.map_parents(parsed, cfg, log)
         env = lifecycle.Env.from_config(cfg, log)
         if op == "prepare":
             lifecycle.prepare(parsed, env)
+        elif op in ("migrate", "restore"):
+            lifecycle.check_incoming(parsed, env, op)
         else:
             lifecycle.release(parsed.uuid, env, [m.uuid for m in parsed.mdevs])
     except HookError as e:

@@ -29,6 +29,7 @@ class Claim:
     pid: int = 0
     time: float = 0.0
     attrs: tuple[str, ...] = ()  # "name=value" written in this order after create (empty: none)
+    pf: str = ""  # the SR-IOV physical function the domain named, when the hook chose `parent` (a VF) on it
 
     def with_state(self, state: str) -> "Claim":
         return replace(self, state=state, time=time.time())

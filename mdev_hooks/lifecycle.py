@@ -9,7 +9,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mdev_hooks import ledger as L
@@ -44,10 +44,56 @@ class Step:
     action: str  # create | adopt | keep
     available: int | None
     problem: str | None  # the one-line reason this start would fail, None if fine
+    pf: str | None = None  # SR-IOV: the PF the domain named; mdev.parent is then the VF chosen on it
+    choice: str | None = None  # SR-IOV: why that VF
 
 
 def _what(m: ManagedMdev) -> str:
-    return f"mdev {m.uuid} (type {m.type} on {m.parent})"
+    mapped = f", mapped from {m.mapped_from} by [parents]" if m.mapped_from else ""
+    return f"mdev {m.uuid} (type {m.type} on {m.parent}{mapped})"
+
+
+def sriov_vfs(env: Env, parent: str) -> list[str] | None:
+    """The VFs, in PCI address order, that are mdev parents, when `parent` is an SR-IOV physical function whose VFs
+    are the mdev parents (NVIDIA Ampere and later) and not itself an mdev parent; else None."""
+    sysfs = env.sysfs
+    if sysfs.parent_dir(parent) is not None:
+        return None
+    return [vf for vf in sysfs.vfs(parent) if sysfs.parent_dir(vf) is not None] or None
+
+
+def lock_name(env: Env, parent: str) -> str:
+    """The lock a parent is used under: a VF's PF (the VFs of one PF are only used under the PF's lock, whether a
+    domain names the PF or one of its VFs), else the parent itself."""
+    return env.sysfs.physfn(parent) or parent
+
+
+def _pick_vf(env: Env, m: ManagedMdev, vfs: list[str], taken: set[str]) -> Step:
+    """The first VF of PF m.parent, in address order, that offers m.type and has a free instance, and that this
+    domain does not take already; or a Step naming the problem."""
+    sysfs = env.sysfs
+    offering = [vf for vf in vfs if sysfs.offers(vf, m.type)]
+    what = f"mdev {m.uuid} (type {m.type} on PF {m.parent})"
+    if not offering:
+        offered = sorted({t for vf in vfs[:4] for t in sysfs.types(vf)})
+        return Step(m, CREATE, None, (
+            f"cannot create {what}: none of the {len(vfs)} VFs of PF {m.parent} offers type {m.type} (offered: "
+            f"{', '.join(offered[:12]) or 'none'}; see `mdev-hooks types --parent {vfs[0]}`)"), pf=m.parent)
+    for i, vf in enumerate(offering):
+        avail = sysfs.available(vf, m.type) if vf not in taken else None
+        if avail is not None and avail >= 1:
+            taken.add(vf)
+            before = f"; {i} before it taken or full" if i else ""
+            return Step(replace(m, parent=vf), CREATE, avail, None, pf=m.parent, choice=(
+                f"the first of the {len(vfs)} VFs of PF {m.parent}, in address order, with a free instance of "
+                f"{m.type}{before}"))
+    used = Counter(d.type for d in sysfs.devices() if d.parent in vfs)
+    in_use = ", ".join(f"{n} x {t}" for t, n in sorted(used.items())) or "none"
+    mine = f"; this domain takes {len(taken & set(vfs))} of them" if taken & set(vfs) else ""
+    return Step(m, CREATE, 0, (
+        f"cannot create {what}: no VF of PF {m.parent} has a free instance of type {m.type} ({len(vfs)} VFs; "
+        f"vGPUs on them: {in_use}{mine}; on NVIDIA: per-GPU maximum reached, or another type already on the GPU)"
+    ), pf=m.parent)
 
 
 def _in_use(env: Env, m: ManagedMdev, limit: int = 4) -> str:
@@ -61,6 +107,11 @@ def _in_use(env: Env, m: ManagedMdev, limit: int = 4) -> str:
 def _parent_problem(env: Env, m: ManagedMdev) -> str | None:
     sysfs = env.sysfs
     if sysfs.parent_dir(m.parent) is None:
+        vfs = sriov_vfs(env, m.parent)
+        if vfs is not None:  # an SR-IOV PF: fine if one of its VFs offers the type (which one: at prepare)
+            if any(sysfs.offers(vf, m.type) for vf in vfs):
+                return None
+            return _pick_vf(env, m, vfs, set()).problem
         if sysfs.is_nvidia_vendor_vfio(m.parent):
             return (
                 f"cannot create {_what(m)}: {m.parent} uses NVIDIA's vendor-specific vGPU interface "
@@ -113,9 +164,27 @@ def _existing_problem(m: ManagedMdev, dev: MdevDevice) -> str | None:
     return None
 
 
+def map_parents(domain: Domain, cfg: Config, log: Any) -> Domain:
+    """The domain with config [parents] applied: each parent the table names is replaced by this host's name for
+    it (once, no chains), remembered in mapped_from and logged. Everything after (policy, validation, create,
+    the ledger) sees this host's name; release goes by the ledger, which records it."""
+    table = dict(cfg.parents)
+    if not table or not any(m.parent in table for m in domain.mdevs):
+        return domain
+    mdevs = []
+    for m in domain.mdevs:
+        if m.parent in table and m.source != "mdevctl":  # mdevctl's definitions name this host's parents
+            log.info("mdev.parent_mapped", mdev=m.uuid, type=m.type, domain_parent=m.parent,
+                     host_parent=table[m.parent], config=cfg.path)
+            m = replace(m, parent=table[m.parent], mapped_from=m.parent)
+        mdevs.append(m)
+    return replace(domain, mdevs=mdevs)
+
+
 def validate(domain: Domain, env: Env) -> list[Step]:
     """What prepare would do for each managed mdev, and why it would fail. Reads only; no writes."""
     steps: list[Step] = []
+    taken: set[str] = set()  # SR-IOV VFs this domain takes
     for m in domain.mdevs:
         refused = policy_problem(env.cfg, m)
         if refused:  # the admin's rule comes first, whatever exists: a domain may not ask for it at all
@@ -132,9 +201,20 @@ def validate(domain: Domain, env: Env) -> list[Step]:
             )))
             continue
         dev = env.sysfs.device(m.uuid)
+        vfs = sriov_vfs(env, m.parent)
         if dev is not None:
             action = KEEP if claim is not None else ADOPT
+            if vfs is not None and dev.parent in vfs:  # SR-IOV: it exists on a VF of the PF named
+                taken.add(dev.parent)
+                on_vf = replace(m, parent=dev.parent)
+                steps.append(Step(on_vf, action, env.sysfs.available(dev.parent, m.type),
+                                  _existing_problem(on_vf, dev), pf=m.parent,
+                                  choice=f"the device exists on VF {dev.parent} of PF {m.parent}"))
+                continue
             steps.append(Step(m, action, env.sysfs.available(m.parent, m.type), _existing_problem(m, dev)))
+            continue
+        if vfs is not None:
+            steps.append(_pick_vf(env, m, vfs, taken))
             continue
         problem = _parent_problem(env, m)
         steps.append(Step(m, CREATE, None if problem else env.sysfs.available(m.parent, m.type), problem))
@@ -147,7 +227,7 @@ def validate(domain: Domain, env: Env) -> list[Step]:
         if s.action == CREATE and s.problem is None and (s.available is None or s.available < need[key]):
             avail = "unreadable" if s.available is None else str(s.available)
             wants = f"; this domain needs {need[key]}" if need[key] > 1 else ""
-            s = Step(s.mdev, s.action, s.available, (
+            s = replace(s, problem=(
                 f"cannot create {_what(s.mdev)}: no free instance "
                 f"(available_instances={avail}{wants}{_in_use(env, s.mdev)})"
             ))
@@ -157,6 +237,17 @@ def validate(domain: Domain, env: Env) -> list[Step]:
 
 def first_problem(steps: list[Step]) -> str | None:
     return next((s.problem for s in steps if s.problem), None)
+
+
+def check_incoming(domain: Domain, env: Env, op: str) -> None:
+    """`migrate begin` / `restore begin` on the destination: would the `prepare` that follows get every managed
+    mdev? The same validate() as prepare, without locks and without any write (sysfs, ledger): an early, clear
+    refusal; prepare checks again under the parents' locks. Devices that already exist for this domain are fine."""
+    problem = first_problem(validate(domain, env))
+    if problem:
+        when = "before the domain came to this host" if op == "migrate" else "before the saved domain is restored"
+        raise HookError(f"{problem} (checked at {op} begin, {when})")
+    env.log.info("incoming.checked", mdevs=[m.uuid for m in domain.mdevs])
 
 
 def _create_error(env: Env, m: ManagedMdev, e: OSError) -> HookError:
@@ -225,7 +316,8 @@ def prepare(domain: Domain, env: Env) -> None:
     dry = env.cfg.dry_run
     if not dry:
         env.ledger.ensure_dir()
-    with parent_locks(env.cfg.lock_dir, (m.parent for m in domain.mdevs), env.cfg.lock_timeout, env.log):
+    locks = (lock_name(env, m.parent) for m in domain.mdevs)
+    with parent_locks(env.cfg.lock_dir, locks, env.cfg.lock_timeout, env.log):
         reached("locked")
         steps = validate(domain, env)
         problem = first_problem(steps)
@@ -246,6 +338,8 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
     m = step.mdev
     log = env.log.bind(mdev=m.uuid, parent=m.parent, type=m.type)
     t0 = time.monotonic()
+    if step.pf:
+        log.info("mdev.vf_chosen", pf=step.pf, vf=m.parent, reason=step.choice)
     if m.attrs and step.action != CREATE:
         log.info("mdev.attrs_not_written", attrs=_attrs_text(m), reason="the device exists: used as it is")
     if step.action == KEEP:
@@ -259,7 +353,7 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
         return
     state = L.INTENT if step.action == CREATE else L.ADOPTED
     claim = L.Claim(m.uuid, domain.uuid, domain.name, m.parent, m.type, state, os.getpid(), time.time(),
-                    attrs=tuple(f"{n}={v}" for n, v in m.attrs) if step.action == CREATE else ())
+                    attrs=tuple(f"{n}={v}" for n, v in m.attrs) if step.action == CREATE else (), pf=step.pf or "")
     other = env.ledger.claim(claim)
     if other is not None and other.domain_uuid == domain.uuid:
         # this domain's own claim from a start whose release never ran (libvirtd died with the hook); validate()
@@ -282,6 +376,12 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
         env.sysfs.create(m.parent, m.type, m.uuid)
     except OSError as e:
         log.error("mdev.create_failed", errno=errno.errorcode.get(e.errno or 0), duration_ms=_ms(t0))
+        if step.pf and e.errno in EXHAUSTED | {errno.EINVAL}:
+            # NVIDIA's per-GPU maximum is not visible per VF before the create: say so for the PF
+            again = _pick_vf(env, replace(m, parent=step.pf), sriov_vfs(env, step.pf) or [], set())
+            if again.problem:
+                text = f"{e.strerror or 'error'} ({errno.errorcode.get(e.errno or 0, str(e.errno))})"
+                raise HookError(f"{again.problem}; VF {m.parent} refused it: {text}") from None
         raise _create_error(env, m, e) from None
     created.append(m)
     reached("created")
@@ -396,7 +496,8 @@ def release(domain_uuid: str, env: Env, mdevs: Iterable[str] = ()) -> None:
             gone = _wait_gone(env, c.mdev, env.cfg.nvidia_release_wait)
             env.log.info("mdev.nvidia_wait", mdev=c.mdev, parent=c.parent, type=c.type, vanished=gone)
     failures: list[str] = []
-    with parent_locks(env.cfg.lock_dir, (c.parent for c in claims), env.cfg.lock_timeout, env.log):
+    locks = (c.pf or lock_name(env, c.parent) for c in claims)
+    with parent_locks(env.cfg.lock_dir, locks, env.cfg.lock_timeout, env.log):
         reached("release_locked")
         for c in sorted(claims, key=lambda c: c.time, reverse=True):
             failure = _release_one(env, c)

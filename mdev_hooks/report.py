@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mdev_hooks import ledger as L
-from mdev_hooks import lifecycle
+from mdev_hooks import lifecycle, mdevctl
 from mdev_hooks.domain import Domain, ManagedMdev
 from mdev_hooks.sysfs import Sysfs
 
@@ -96,13 +96,20 @@ def plan_data(domain: Domain, steps: Sequence[lifecycle.Step], env: lifecycle.En
             "verdict": "ok" if s.problem is None else "fail",
             "problem": s.problem,
             "attrs": [[n, v] for n, v in m.attrs],
+            "pf": s.pf,
+            "vf_choice": s.choice,
+            "domain_parent": m.mapped_from or None,  # config [parents] renamed it to "parent" on this host
+            "source": m.source,
+            "source_path": mdevctl.definition_path(env.cfg.mdevctl_dir, m) if m.source == "mdevctl" else None,
+            "mdevctl_ignored": mdevctl.shadowed(env.cfg.mdevctl_dir, m),
         })
+        on_vf = f" on VF {m.parent} of PF {s.pf} ({s.choice})" if s.pf and s.pf != m.parent else ""
         if s.action == lifecycle.CREATE:
             attrs = (f"; then write, in this order, {', '.join(f'{n}={v}' for n, v in m.attrs)} into "
                      f"{os.path.join(sysfs.root, 'bus', 'mdev', 'devices', m.uuid)}/ (any failure removes it and "
                      "fails the start)") if m.attrs else ""
-            actions.append(f"create mdev {m.uuid}: write it to {_create_path(sysfs, m.parent, m.type)}{attrs}; "
-                           "remove it when the domain stops")
+            actions.append(f"create mdev {m.uuid}{on_vf}: write it to {_create_path(sysfs, m.parent, m.type)}"
+                           f"{attrs}; remove it when the domain stops")
         elif s.action == lifecycle.ADOPT:
             actions.append(f"use the existing mdev {m.uuid} as it is (type {m.type} on {m.parent}, "
                            "owned by no domain); leave it in place when the domain stops")
@@ -121,6 +128,7 @@ def plan_data(domain: Domain, steps: Sequence[lifecycle.Step], env: lifecycle.En
         "actions": actions if problem is None else [],
         "ignored": [{"uuid": m.uuid, "parent": m.parent, "type": m.type} for m in domain.unused],
         "policy": policy_data(env),
+        "config": env.cfg.path,
     }
 
 
@@ -145,6 +153,19 @@ def render_policy(policy: dict[str, Any] | None) -> list[str]:
             f"allowed_types = {globs(policy['allowed_types'])}"]
 
 
+def _parent_cell(m: dict[str, Any]) -> str:
+    pf = m.get("pf")
+    if not pf:
+        return str(m["parent"])
+    return f"PF {pf}" if m["parent"] == pf else f"{m['parent']} (VF of {pf})"
+
+
+def _mapped_cell(m: dict[str, Any]) -> str:
+    """The PARENT cell of plan: `DOMAIN_PARENT -> HOST_PARENT` when config [parents] renamed it."""
+    cell = _parent_cell(m)
+    return f"{m['domain_parent']} -> {cell}" if m.get("domain_parent") else cell
+
+
 def render_plan(data: dict[str, Any]) -> str:
     d = data["domain"]
     lines = [f"domain {d['name'] or '?'} ({d['uuid']}), sysfs {data['sysfs_root']}"]
@@ -152,13 +173,24 @@ def render_plan(data: dict[str, Any]) -> str:
         lines.append("no managed mdev: the hook does nothing for this domain")
     else:
         rows = [
-            [m["uuid"], m["parent"], m["type"], cut(" ".join(x for x in (m["type_name"], m["description"]) if x)
+            [m["uuid"], _mapped_cell(m), m["type"], cut(" ".join(x for x in (m["type_name"], m["description"]) if x)
                                                    or "-", 40),
              _num(m["available"]), m["action"], m["verdict"]]
             for m in data["mdevs"]
         ]
         lines.append(table(["UUID", "PARENT", "TYPE", "NAME / DESCRIPTION", "AVAIL", "ACTION", "VERDICT"], rows))
     lines += render_policy(data.get("policy"))
+    for m in data["mdevs"]:
+        if m.get("source_path"):
+            lines.append(f"mdev {m['uuid']}: source: mdevctl {m['source_path']} (the domain has no metadata for it; "
+                         "created at start, removed at stop, whatever the definition's \"start\" says)")
+        for path in m.get("mdevctl_ignored") or []:
+            lines.append(f"mdev {m['uuid']}: source: metadata (the mdevctl definition {path} is ignored: the "
+                         "domain's metadata wins)")
+    for m in data["mdevs"]:
+        if m.get("domain_parent"):
+            lines.append(f"parent mapped: mdev {m['uuid']}: the domain's {m['domain_parent']} is {m['parent']} on "
+                         f"this host ([parents] in {data.get('config') or 'the configuration'})")
     for m in data["ignored"]:
         lines.append(f"ignored: metadata entry {m['uuid']} has no <hostdev type='mdev' managed='yes'> with that UUID")
     if data["ok"]:
@@ -217,6 +249,7 @@ def status_data(env: lifecycle.Env, running: Running) -> dict[str, Any]:
             entry.update(owner=f"{c.domain_name or '?'} ({c.domain_uuid})", domain_uuid=c.domain_uuid,
                          domain_name=c.domain_name, state=c.state, running=running.of(c.domain_uuid))
         entry["attrs"] = list(c.attrs) if c is not None and entry["owner"] != "external" else []
+        entry["pf"] = sysfs.physfn(dev.parent)  # SR-IOV: the PF of the VF it is on
         devices.append(entry)
     orphans = []
     for c in claims:
@@ -238,6 +271,8 @@ def status_data(env: lifecycle.Env, running: Running) -> dict[str, Any]:
         "running_known": running.uuids is not None,
         "running_error": running.error,
         "policy": policy_data(env),
+        "parent_map": [{"domain_parent": k, "host_parent": v, "present": sysfs.parent_dir(v) is not None}
+                       for k, v in env.cfg.parents],
     }
 
 
@@ -259,11 +294,14 @@ def render_status(data: dict[str, Any]) -> str:
         header[5:5] = ["ALLOWED"]
     lines.append(table(header, rows) if rows else "  none: no mdev parent is registered on this host")
     lines += ["  " + line for line in render_policy(policy)]
+    for pm in data.get("parent_map", []):
+        lines.append(f"  [parents]: a domain's {pm['domain_parent']} -> {pm['host_parent']} on this host"
+                     + ("" if pm["present"] else " (NOT registered here: such starts fail)"))
     lines.append("")
     lines.append(f"mdevs ({len(data['devices'])}):")
     if data["devices"]:
         lines.append(table(["UUID", "PARENT", "TYPE", "OWNER", "STATE", "RUNNING"], [
-            [d["uuid"], d["parent"], d["type"] or "?", d["owner"], d["state"] or "-",
+            [d["uuid"], _parent_cell(d), d["type"] or "?", d["owner"], d["state"] or "-",
              "-" if d["owner"] == "external" else _yes_no(d["running"])]
             for d in data["devices"]
         ]))

@@ -52,6 +52,16 @@ def write_once(path: str, data: bytes) -> None:
         raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)", path)
 
 
+def pci_order(name: str) -> tuple[int, ...] | tuple[int, str]:
+    """Sort key of PCI addresses (DDDD:BB:DD.F, hex) in address order; other names after them, by name."""
+    try:
+        dom, bus, rest = name.split(":")
+        dev, fn = rest.split(".")
+        return (0, int(dom, 16), int(bus, 16), int(dev, 16), int(fn, 16))
+    except ValueError:
+        return (1, name)
+
+
 class Sysfs:
     def __init__(self, root: str) -> None:
         self.root = root
@@ -194,6 +204,43 @@ class Sysfs:
             e.startswith("virtfn") and os.path.exists(os.path.join(pci, e, "nvidia", "creatable_vgpu_types"))
             for e in entries
         )
+
+    # -- SR-IOV: PF <-> VF links of PCI devices ------------------------------------------------------------------
+    def _pci_dir(self, name: str) -> str | None:
+        link = os.path.join(self.root, "bus", "pci", "devices", name)
+        if not is_valid_name(name) or not os.path.lexists(link):
+            return None
+        return self._inside(link)
+
+    def vfs(self, pf: str) -> list[str]:
+        """The VFs of a PCI physical function (its virtfnN links), in PCI address order; [] if it has none."""
+        try:
+            pdir = self._pci_dir(pf)
+            if pdir is None:
+                return []
+            links = [e for e in os.listdir(pdir) if e.startswith("virtfn") and e[6:].isdigit()]
+        except OSError:
+            return []
+        found = set()
+        for link in links:
+            try:
+                name = os.path.basename(self._inside(os.path.join(pdir, link)))
+            except OSError:
+                continue
+            if is_valid_name(name):
+                found.add(name)
+        return sorted(found, key=pci_order)
+
+    def physfn(self, name: str) -> str | None:
+        """The PF of a PCI virtual function (its physfn link), None for anything else."""
+        try:
+            pdir = self._pci_dir(name)
+            if pdir is None or not os.path.lexists(os.path.join(pdir, "physfn")):
+                return None
+            pf = os.path.basename(self._inside(os.path.join(pdir, "physfn")))
+        except OSError:
+            return None
+        return pf if is_valid_name(pf) else None
 
     # -- the two writes ----------------------------------------------------------------------------------------
     def create(self, parent: str, mtype: str, uuid: str) -> None:

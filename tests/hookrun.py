@@ -33,7 +33,10 @@ class HookEnv:
             self.extra = extra
         self.config.write_text(
             f'sysfs_root = "{self.sysfs_root}"\nstate_dir = "{self.state_dir}"\n'
-            f'lock_dir = "{self.lock_dir}"\nlog_file = "{self.log_file}"\n{self.extra}\n'
+            f'lock_dir = "{self.lock_dir}"\nlog_file = "{self.log_file}"\n'
+            # never this host's real /etc/mdevctl.d, unless a test names its own
+            + ("" if "mdevctl_dir" in self.extra else f'mdevctl_dir = "{self.dir / "mdevctl.d"}"\n')
+            + f"{self.extra}\n"
         )
 
     def environ(self, **more: str) -> dict[str, str]:

@@ -58,3 +58,9 @@ def test_dry_run_env_overrides_file(tmp_path: Path, value: str, expected: bool) 
 def test_dry_run_env_garbage(tmp_path: Path) -> None:
     with pytest.raises(HookError, match="MDEV_HOOKS_DRY_RUN"):
         load({"MDEV_HOOKS_DRY_RUN": "maybe"})
+
+
+def test_policy_globs_load_as_tuples(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, 'allowed_parents = ["0000:00:*", "mtty"]\nallowed_types = []\n'))
+    assert (cfg.allowed_parents, cfg.allowed_types) == (("0000:00:*", "mtty"), ())
+    assert load(write(tmp_path, "")).allowed_parents is None

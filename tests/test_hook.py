@@ -236,7 +236,7 @@ def test_dry_run_writes_nothing_and_fails_the_same(gvt: tuple[Any, HookEnv]) -> 
 
 
 @pytest.mark.parametrize("op", [("start", "begin"), ("started", "begin"), ("stopped", "end"),
-                                ("reconnect", "begin"), ("migrate", "begin"), ("restore", "begin"),
+                                ("reconnect", "begin"), ("migrate", "end"), ("restore", "end"),
                                 ("attach", "begin"), ("future-op", "whatever"), ("prepare", "end")])
 def test_other_operations_do_nothing(gvt: tuple[Any, HookEnv], op: tuple[str, str]) -> None:
     fs, h = gvt
@@ -332,3 +332,15 @@ def test_remove_failure_is_one_line_and_keeps_ledger(gvt: tuple[Any, HookEnv]) -
     assert h.ledger() == [f"{u}.json"]  # kept, so a later release or gc can finish the job
     fs.control(cmd="reset")
     assert h.run("vm1", "release", "end", xml).returncode == 0 and fs.devices() == {}
+
+
+def test_release_works_from_the_ledger_when_metadata_was_removed(gvt: tuple[Any, HookEnv]) -> None:
+    fs, h = gvt
+    u = uid()
+    assert h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")])).returncode == 0
+    # `virsh metadata --live` emptied while the VM ran: the hostdev is still managed, its entry is gone
+    stripped = domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")]).replace(
+        f'<mdev:device uuid="{u}" parent="mtty" type="mtty-2"/>'.encode(), b"")
+    r = h.run("vm1", "release", "end", stripped)
+    assert (r.returncode, r.stderr) == (0, b"")
+    assert fs.devices() == {} and h.ledger() == []

@@ -1,0 +1,204 @@
+# shellcheck shell=bash
+# Guest-side helpers for the e2e scenarios (sourced by guest/test.sh and by every scenario).
+# Runs inside the TCG guest as root, with the real kernel, mtty.ko, libvirtd and the project's hook.
+
+export LIBVIRT_DEFAULT_URI=qemu:///system
+export LC_ALL=C.UTF-8
+SHARE=${SHARE:-/mnt/share}
+OUT=${OUT:-$SHARE/out}
+VENV=/opt/mdev-hooks
+TYPES=/sys/class/mdev_bus/mtty/mdev_supported_types
+DEVICES=/sys/bus/mdev/devices
+HOOK_LOG=/var/log/mdev-hooks.log
+STATE_DIR=/run/mdev-hooks
+CONFIG=/etc/mdev-hooks/config.toml
+SCRATCH=${SCRATCH:-/tmp/e2e}
+mkdir -p "$SCRATCH"
+
+now_s() { date +%s.%3N; }
+since() { awk -v a="$1" -v b="$(now_s)" 'BEGIN { printf "%.1f", b - a }'; }
+_T0=${_T0:-$(now_s)}
+note() { printf '  [%6ss] %s\n' "$(since "$_T0")" "$*"; }
+fail() {
+    printf '  [%6ss] FAIL: %s\n' "$(since "$_T0")" "$*"
+    exit 1
+}
+ok() { note "ok: $*"; }
+
+new_uuid() { cat /proc/sys/kernel/random/uuid; }
+
+# --- sysfs ---
+mdev_exists() { [ -e "$DEVICES/$1" ]; }
+mdev_type() { basename "$(readlink "$DEVICES/$1/mdev_type")"; }
+mdev_parent() { basename "$(dirname "$(readlink -f "$DEVICES/$1")")"; }
+avail() { cat "$TYPES/$1/available_instances"; }
+all_mdevs() { ls "$DEVICES" 2>/dev/null || true; }
+make_mdev() { echo "$1" > "$TYPES/$2/create"; }
+# Remove an mdev by hand. Only call when no qemu holds it: a remove of an open device blocks forever.
+remove_mdev() {
+    if pgrep -f qemu-system >/dev/null; then
+        fail "refusing to remove $1 by hand while a qemu process runs (it could block uninterruptibly)"
+    fi
+    echo 1 > "$DEVICES/$1/remove"
+}
+
+assert_mdev() { # UUID TYPE
+    mdev_exists "$1" || fail "mdev $1 does not exist (mdevs: $(all_mdevs | xargs))"
+    [ "$(mdev_type "$1")" = "$2" ] || fail "mdev $1 has type $(mdev_type "$1"), expected $2"
+    [ "$(mdev_parent "$1")" = mtty ] || fail "mdev $1 has parent $(mdev_parent "$1"), expected mtty"
+}
+assert_no_mdev() { # UUID
+    if mdev_exists "$1"; then fail "mdev $1 still exists"; fi
+}
+assert_no_mdevs_at_all() {
+    local left
+    left=$(all_mdevs | xargs)
+    [ -z "$left" ] || fail "mdevs left behind: $left"
+}
+
+# wait_until SECONDS DESCRIPTION CMD...: poll CMD every 0.2 s; fail after SECONDS.
+wait_until() {
+    local limit=$1 what=$2 t0
+    shift 2
+    t0=$(now_s)
+    until "$@" > /dev/null 2>&1; do
+        if awk -v a="$t0" -v b="$(now_s)" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
+            fail "timed out after ${limit}s waiting for: $what"
+        fi
+        sleep 0.2
+    done
+    note "waited $(since "$t0")s for: $what"
+}
+
+# --- domains ---
+# define_domain NAME SPEC...; SPEC is TYPE=UUID (managed='yes' mtty hostdev + <mdev:device>) or
+# unmanaged=UUID (managed='no' hostdev, no metadata). Sets DOMU to the domain's <uuid>.
+define_domain() {
+    local name=$1 spec u t meta="" devs=""
+    shift
+    DOMU=$(new_uuid)
+    for spec in "$@"; do
+        t=${spec%%=*}
+        u=${spec#*=}
+        if [ "$t" = unmanaged ]; then
+            devs+="    <hostdev mode='subsystem' type='mdev' managed='no' model='vfio-pci'><source><address uuid='$u'/></source></hostdev>"$'\n'
+        else
+            meta+="      <mdev:device uuid=\"$u\" parent=\"mtty\" type=\"$t\"/>"$'\n'
+            devs+="    <hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'><source><address uuid='$u'/></source></hostdev>"$'\n'
+        fi
+    done
+    {
+        echo "<domain type='qemu'>"
+        echo "  <name>$name</name>"
+        echo "  <uuid>$DOMU</uuid>"
+        echo "  <memory unit='MiB'>96</memory>"
+        echo "  <vcpu>1</vcpu>"
+        echo "  <os><type arch='x86_64' machine='pc'>hvm</type></os>"
+        echo "  <features><acpi/></features>"
+        if [ -n "$meta" ]; then
+            echo "  <metadata>"
+            echo "    <mdev:mdevs xmlns:mdev=\"urn:mdev-hooks:domain:1\">"
+            printf '%s' "$meta"
+            echo "    </mdev:mdevs>"
+            echo "  </metadata>"
+        fi
+        echo "  <devices>"
+        echo "    <emulator>/usr/bin/qemu-system-x86_64</emulator>"
+        printf '%s' "$devs"
+        echo "    <memballoon model='none'/>"
+        echo "  </devices>"
+        echo "</domain>"
+    } > "$SCRATCH/$name.xml"
+    virsh define "$SCRATCH/$name.xml" >/dev/null || fail "virsh define $name failed ($SCRATCH/$name.xml)"
+}
+
+# vstart NAME [virsh start options]: start with a 120 s bound; sets VRC, VERR (stderr), VSECS.
+vstart() {
+    local name=$1 t0
+    shift
+    t0=$(now_s)
+    VRC=0
+    timeout 120 virsh start "$@" "$name" > "$SCRATCH/out" 2> "$SCRATCH/err" || VRC=$?
+    VSECS=$(since "$t0")
+    VERR=$(cat "$SCRATCH/err")
+    note "virsh start $* $name: rc=$VRC in ${VSECS}s"
+    [ "$VRC" != 124 ] || fail "virsh start $name hung (killed by timeout after 120 s)"
+}
+start_ok() { # NAME: start paused, must succeed
+    vstart "$1" --paused
+    [ "$VRC" = 0 ] || fail "virsh start --paused $1 failed: $VERR"
+}
+destroy_ok() { # NAME
+    local t0 rc=0
+    t0=$(now_s)
+    timeout 60 virsh destroy "$1" > /dev/null 2> "$SCRATCH/err" || rc=$?
+    note "virsh destroy $1: rc=$rc in $(since "$t0")s"
+    [ "$rc" = 0 ] || fail "virsh destroy $1 failed (rc $rc): $(cat "$SCRATCH/err")"
+}
+dom_state() { virsh domstate "$1" 2>/dev/null | head -n1; }
+dom_active() {
+    local s
+    s=$(dom_state "$1")
+    [ -n "$s" ] && [ "$s" != "shut off" ]
+}
+dom_inactive() { ! dom_active "$1"; }
+dom_uuid() { virsh domuuid "$1" | head -n1; }
+qemu_pid() { cat "/run/libvirt/qemu/$1.pid"; }
+
+# The hook's one-line reason from a failed start (sets REASON): the text libvirt appends after
+# "unexpected exit status N: ". Fails unless it starts with "mdev-hooks: " and is the only non-empty line.
+hook_reason() {
+    local reason rest
+    reason=$(printf '%s\n' "$VERR" | sed -n 's/.*unexpected exit status [0-9]*: //p' | head -n1)
+    [ -n "$reason" ] || fail "virsh's error is not a hook failure: $VERR"
+    case "$reason" in
+    "mdev-hooks: "*) ;;
+    *) fail "the hook's message does not start with 'mdev-hooks: ': $reason" ;;
+    esac
+    rest=$(printf '%s\n' "$VERR" | sed -n '/unexpected exit status [0-9]*: /,$p' | tail -n +2 | grep -v '^[[:space:]]*$' || true)
+    [ -z "$rest" ] || fail "the hook's message is more than one line; after the first: $rest"
+    REASON=$reason
+    note "hook's reason: $REASON"
+}
+
+# --- the hook's own files ---
+# hook_log_has EVENT STRING: a line of the JSON log names EVENT and STRING (a UUID).
+hook_log_has() { grep -F "\"$1\"" "$HOOK_LOG" 2>/dev/null | grep -qiF "$2"; }
+assert_log() {
+    hook_log_has "$1" "$2" || fail "no $1 event for $2 in $HOOK_LOG"
+    ok "$HOOK_LOG has $1 for $2"
+}
+assert_no_log() { # EVENT UUID...: no line of the log names EVENT and any of the UUIDs
+    local ev=$1
+    shift
+    printf '%s\n' "$@" > "$SCRATCH/patterns"
+    if grep -F "\"$ev\"" "$HOOK_LOG" 2>/dev/null | grep -qiF -f "$SCRATCH/patterns"; then
+        fail "unexpected $ev event in $HOOK_LOG: $(grep -F "\"$ev\"" "$HOOK_LOG" | grep -iF -f "$SCRATCH/patterns" | head -n1)"
+    fi
+}
+# ledger_mentions STRING: some file under the state dir contains (or is named after) STRING.
+ledger_mentions() {
+    [ -d "$STATE_DIR" ] || return 1
+    grep -rqiF -- "$1" "$STATE_DIR" 2>/dev/null && return 0
+    find "$STATE_DIR" -iname "*$1*" | grep -q .
+}
+assert_ledger_clean() { # STRING...: nothing in the ledger mentions (or is named after) any of them
+    printf '%s\n' "$@" > "$SCRATCH/patterns"
+    if [ -d "$STATE_DIR" ]; then
+        if grep -rqiF -f "$SCRATCH/patterns" "$STATE_DIR" 2>/dev/null \
+            || find "$STATE_DIR" | grep -qiF -f "$SCRATCH/patterns"; then
+            fail "the ledger still mentions one of $*: $(grep -rliF -f "$SCRATCH/patterns" "$STATE_DIR" | xargs)" \
+                "$(find "$STATE_DIR" | grep -iF -f "$SCRATCH/patterns" | xargs)"
+        fi
+    fi
+    ok "ledger has no entry for $*"
+}
+
+write_config() { # extra TOML lines
+    mkdir -p /etc/mdev-hooks
+    {
+        echo "# mdev-hooks e2e: defaults (sysfs_root=/sys, state_dir=/run/mdev-hooks,"
+        echo "# lock_dir=/run/lock/mdev-hooks, log_file=/var/log/mdev-hooks.log)"
+        printf '%s\n' "$@"
+    } > "$CONFIG"
+}

@@ -1,0 +1,153 @@
+#!/bin/bash
+# Guest-side driver, run once per boot by the image's e2e-runner from the 9p share:
+# set up the kernel modules, the project (wheel -> /opt/mdev-hooks venv), the hook and libvirtd, then run
+# every scenario in $SHARE/scenarios.list, each in its own bash with a timeout, and write
+# $OUT/results.tsv (name, PASS/FAIL, seconds, reason). Exit 0 only if setup and every scenario passed.
+set -u
+SHARE=/mnt/share
+OUT=$SHARE/out
+SCENARIO_TIMEOUT=$(cat "$SHARE/scenario-timeout" 2>/dev/null || echo 300)
+_T0=$(date +%s.%3N)
+# shellcheck source=lib.sh
+. "$SHARE/guest/lib.sh"
+: > "$OUT/results.tsv"
+
+result() { # NAME PASS|FAIL SECS REASON
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$OUT/results.tsv"
+    echo "=== $2 $1 (${3}s)${4:+: $4}"
+}
+
+collect_logs() {
+    journalctl -b --no-pager -o short-precise > "$OUT/journal.txt" 2>&1
+    journalctl -b --no-pager -o short-precise -u libvirtd -u virtlogd > "$OUT/journal-libvirtd.txt" 2>&1
+    dmesg > "$OUT/dmesg.txt" 2>&1
+    cp /var/log/libvirt/libvirtd.log "$OUT/libvirtd.log" 2>/dev/null
+    mkdir -p "$OUT/qemu"
+    cp /var/log/libvirt/qemu/*.log "$OUT/qemu/" 2>/dev/null
+    cp "$HOOK_LOG" "$OUT/mdev-hooks.log" 2>/dev/null
+    { ls -laR "$STATE_DIR" /run/lock/mdev-hooks; grep -r . "$STATE_DIR"; } > "$OUT/state.txt" 2>&1
+    true
+}
+
+# --- setup ---------------------------------------------------------------------------------------
+setup() {
+    local t wheel
+    echo "--- setup"
+    echo "  guest kernel $(uname -r), $(libvirtd --version), $(qemu-system-x86_64 --version | head -n1)"
+    # libvirtd probes qemu's capabilities on its first use (tens of seconds under TCG): start that now,
+    # in parallel with the installation below.
+    (timeout 300 virsh -q version > "$SCRATCH/probe.out" 2>&1; echo $? > "$SCRATCH/probe.rc") &
+    PROBE=$!
+    t=$(now_s)
+    modprobe -a vfio vfio_iommu_type1 mdev || fail "modprobe vfio vfio_iommu_type1 mdev failed"
+    modprobe mtty 2>/dev/null || insmod "/lib/modules/$(uname -r)/extra/mtty.ko" || fail "loading mtty.ko failed"
+    [ -d "$TYPES/mtty-2" ] || fail "$TYPES/mtty-2 missing after loading mtty"
+    [ "$(avail mtty-1)" = 24 ] && [ "$(avail mtty-2)" = 12 ] \
+        || fail "unexpected mtty pool: mtty-1 $(avail mtty-1), mtty-2 $(avail mtty-2) (expected 24, 12)"
+    note "modules loaded in $(since "$t")s: $(lsmod | awk 'NR>1 && /^(mtty|mdev|vfio)/ {print $1}' | xargs)"
+
+    t=$(now_s)
+    wheel=$(ls "$SHARE"/wheel/*.whl 2>/dev/null | head -n1)
+    [ -n "$wheel" ] || fail "no project wheel in $SHARE/wheel"
+    "$VENV/bin/python3" -m pip install --disable-pip-version-check -q --no-index \
+        --find-links /opt/wheelhouse "$wheel" || fail "pip install $(basename "$wheel") into $VENV failed"
+    "$VENV/bin/python3" -c 'import mdev_hooks' || fail "$VENV cannot import mdev_hooks"
+    note "installed $(basename "$wheel") in $(since "$t")s; $VENV has:" \
+        $(cd "$VENV"/lib/python3*/site-packages && ls -d -- *.dist-info | sed 's/\.dist-info$//')
+
+    t=$(now_s)
+    if "$VENV/bin/mdev-hooks" install --help > "$SCRATCH/install-help" 2>&1; then
+        note "mdev-hooks install exists: running '$VENV/bin/mdev-hooks install'"
+        "$VENV/bin/mdev-hooks" install || fail "'mdev-hooks install' failed (rc $?)"
+    else
+        note "'mdev-hooks install --help' failed ($(head -c 300 "$SCRATCH/install-help" | tr '\n' ' '));" \
+            "copying hooks/qemu from the checkout"
+        [ -f "$SHARE/src/hooks/qemu" ] || fail "hooks/qemu is missing from the checkout"
+        mkdir -p /etc/libvirt/hooks
+        { echo "#!$VENV/bin/python3 -I"; tail -n +2 "$SHARE/src/hooks/qemu"; } > /etc/libvirt/hooks/qemu
+        chmod 0755 /etc/libvirt/hooks/qemu
+    fi
+    local hooks=() h
+    for h in /etc/libvirt/hooks/qemu /etc/libvirt/hooks/qemu.d/*; do
+        if [ -f "$h" ] && [ -x "$h" ]; then hooks+=("$h"); fi
+    done
+    [ ${#hooks[@]} -gt 0 ] || fail "no executable hook in /etc/libvirt/hooks after installing"
+    write_config
+    for h in "${hooks[@]}"; do note "hook $h, first line: $(head -n1 "$h")"; done
+    # Smoke test as libvirt runs it (scrubbed environment): a domain without mdevs must pass silently.
+    for h in "${hooks[@]}"; do
+        env -i LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$h" smoke prepare begin - \
+            < <(echo "<domain type='qemu'><name>smoke</name><uuid>$(new_uuid)</uuid></domain>") \
+            > "$SCRATCH/smoke.out" 2> "$SCRATCH/smoke.err" \
+            || fail "the installed hook $h fails on a domain without mdevs (rc $?): $(head -c 2000 "$SCRATCH/smoke.err")"
+        [ ! -s "$SCRATCH/smoke.out" ] || fail "the hook $h wrote to stdout: $(head -c 300 "$SCRATCH/smoke.out")"
+    done
+    note "hook smoke test passed"
+
+    t=$(now_s)
+    wait "$PROBE"
+    [ "$(cat "$SCRATCH/probe.rc")" = 0 ] || fail "libvirtd does not answer: $(cat "$SCRATCH/probe.out")"
+    note "libvirtd answered after $(since "$_T0")s since the start ($(grep -i hypervisor "$SCRATCH/probe.out"))"
+    # libvirtd finds a hook that appeared after it started only on reload (SIGHUP) or restart.
+    t=$(now_s)
+    systemctl reload libvirtd || fail "systemctl reload libvirtd failed"
+    wait_until 60 "libvirtd answers after reload" virsh -q version
+    note "libvirtd reloaded (hook discovery) in $(since "$t")s"
+}
+
+if ! (setup); then
+    result setup FAIL "$(since "$_T0")" "setup failed (see above)"
+    collect_logs
+    exit 2
+fi
+result setup PASS "$(since "$_T0")" ""
+
+# --- scenarios -----------------------------------------------------------------------------------
+cleanup_after() { # NAME: destroy and undefine every domain; report mdevs a scenario left behind
+    local d left
+    for d in $(virsh list --all --name); do
+        if dom_active "$d"; then timeout 60 virsh destroy "$d" > /dev/null 2>&1; fi
+        timeout 30 virsh undefine "$d" > /dev/null 2>&1
+    done
+    if pgrep -f qemu-system > /dev/null; then
+        echo "  cleanup: qemu still running after destroy; killing it"
+        pkill -9 -f qemu-system
+        sleep 2
+    fi
+    left=$(all_mdevs | xargs)
+    if [ -n "$left" ]; then
+        echo "  cleanup: removing mdevs left by $1: $left"
+        for d in $left; do timeout 20 sh -c "echo 1 > $DEVICES/$d/remove" || echo "  cleanup: cannot remove $d"; done
+    fi
+    write_config
+    LEFT=$left
+}
+
+FAILED=0
+while read -r name; do
+    [ -n "$name" ] || continue
+    echo "--- scenario $name"
+    t=$(now_s)
+    rc=0
+    timeout -k 10 "$SCENARIO_TIMEOUT" env _T0="$t" bash -c "set -eEu -o pipefail
+        trap 'echo \"  FAIL: unexpected failure of: \$BASH_COMMAND (line \$LINENO)\"' ERR
+        . '$SHARE/guest/lib.sh'; . '$SHARE/scenarios/$name.sh'" 2>&1 | tee "$OUT/scenario-$name.log"
+    rc=${PIPESTATUS[0]}
+    secs=$(since "$t")
+    cleanup_after "$name"
+    if [ $rc = 124 ] || [ $rc = 137 ]; then
+        result "$name" FAIL "$secs" "timed out after ${SCENARIO_TIMEOUT}s"
+    elif [ $rc != 0 ]; then
+        result "$name" FAIL "$secs" "$(grep -h 'FAIL:' "$OUT/scenario-$name.log" 2>/dev/null | head -n1 | sed 's/.*FAIL: //')"
+    elif [ -n "$LEFT" ]; then
+        rc=1
+        result "$name" FAIL "$secs" "left mdevs behind: $LEFT"
+    else
+        result "$name" PASS "$secs" ""
+    fi
+    [ $rc = 0 ] || FAILED=$((FAILED + 1))
+done < "$SHARE/scenarios.list"
+
+collect_logs
+echo "--- $FAILED scenario(s) failed"
+[ $FAILED = 0 ]
