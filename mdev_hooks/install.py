@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from mdev_hooks import config
 from mdev_hooks.errors import HookError
+from mdev_hooks.fsutil import fsync_dir
 
 DEFAULT_HOOKS_DIR = "/etc/libvirt/hooks"
 DEFAULT_CONFIG_DIR = os.path.dirname(config.DEFAULT_PATH)
@@ -102,14 +103,6 @@ def backup_path(hooks_dir: str, rel: str) -> str:
     return os.path.join(hooks_dir, rel.replace("/", "_") + BACKUP_SUFFIX)
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: str, text: str, mode: int, tmp_dir: str | None = None) -> None:
     """Write a complete file under a temporary name, give it its mode, then rename it into place.
 
@@ -129,7 +122,7 @@ def write_atomic(path: str, text: str, mode: int, tmp_dir: str | None = None) ->
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(path))
 
 
 def check_interpreter(python: str) -> None:

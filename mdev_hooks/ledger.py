@@ -8,11 +8,11 @@ Claims are found by domain UUID (names can change) by reading the directory; a h
 
 import json
 import os
-import stat
 import time
 from dataclasses import asdict, dataclass, replace
 
 from mdev_hooks.errors import HookError
+from mdev_hooks.fsutil import check_private_dir, ensure_private_dir, fsync_dir
 
 INTENT, CREATED, ADOPTED = "intent", "created", "adopted"
 _SUFFIX = ".json"
@@ -43,39 +43,17 @@ class LedgerError(HookError):
     """state_dir cannot be written (read-only, full, gone): one line naming the directory and the cause."""
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Ledger:
     def __init__(self, state_dir: str) -> None:
         self.dir = state_dir
 
     def ensure_dir(self) -> None:
         """Create state_dir root-only; refuse one that is a symlink or writable by others."""
-        try:
-            os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        except OSError as e:
-            raise HookError(f"state_dir {self.dir}: {e.strerror}") from None
-        self.check_dir()
+        ensure_private_dir(self.dir, "state_dir")
 
     def check_dir(self) -> None:
-        """Refuse a state_dir someone else could have planted or written (a symlink, another owner, group- or
-        world-writable): its claims decide what `release` removes. A missing state_dir is fine (no claims)."""
-        try:
-            st = os.lstat(self.dir)
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            raise HookError(f"state_dir {self.dir}: {e.strerror}") from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise HookError(f"state_dir {self.dir} is not a directory (a symlink?); refusing to use it")
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            raise HookError(f"state_dir {self.dir} is writable by another user; refusing to use it")
+        """Refuse a planted or foreign-writable state_dir: its claims decide what `release` removes."""
+        check_private_dir(self.dir, "state_dir")
 
     def _failed(self, what: str, mdev: str, e: OSError) -> LedgerError:
         return LedgerError(f"cannot {what} mdev {mdev} in the ledger (state_dir {self.dir}): {e.strerror}")
@@ -131,7 +109,7 @@ class Ledger:
                 return self.get(claim.mdev) or claim  # vanished meanwhile: report it as taken, caller retries never
             finally:
                 os.unlink(tmp)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except OSError as e:
             raise self._failed("record", claim.mdev, e) from None
         return None
@@ -140,7 +118,7 @@ class Ledger:
         try:
             tmp = self._write_temp(claim)
             os.rename(tmp, self._path(claim.mdev))
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except OSError as e:
             raise self._failed("update", claim.mdev, e) from None
 
@@ -152,7 +130,7 @@ class Ledger:
         except OSError as e:
             raise self._failed("drop", mdev, e) from None
         try:
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except OSError as e:
             raise self._failed("drop", mdev, e) from None
 

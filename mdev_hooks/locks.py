@@ -2,26 +2,14 @@
 leaves a stale lock). A domain that needs several parents takes them in sorted order: no deadlock."""
 
 import os
-import stat
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from mdev_hooks.errors import HookError
+from mdev_hooks.fsutil import ensure_private_dir
 from mdev_hooks.names import is_valid_name
-
-
-def _ensure_dir(lock_dir: str) -> None:
-    try:
-        os.makedirs(lock_dir, mode=0o700, exist_ok=True)
-        st = os.lstat(lock_dir)
-    except OSError as e:
-        raise HookError(f"lock_dir {lock_dir}: {e.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise HookError(f"lock_dir {lock_dir} is not a directory (a symlink?); refusing to use it")
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise HookError(f"lock_dir {lock_dir} is writable by another user; refusing to use it")
 
 
 def lock_path(lock_dir: str, parent: str) -> str:
@@ -38,7 +26,7 @@ def parent_locks(lock_dir: str, parents: Iterable[str], timeout: float, log: Any
     if not wanted:
         yield
         return
-    _ensure_dir(lock_dir)
+    ensure_private_dir(lock_dir, "lock_dir")
     with ExitStack() as stack:
         for parent in wanted:
             path = lock_path(lock_dir, parent)
