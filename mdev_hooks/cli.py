@@ -164,7 +164,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         from mdev_hooks import mdevctl
 
-        parsed = lifecycle.map_parents(domain.parse(data, *mdevctl.lookup(env.cfg.mdevctl_dir)), env.cfg, env.log)
+        parsed = lifecycle.resolve(domain.parse(data, *mdevctl.lookup(env.cfg.mdevctl_dir)), env)
         steps = lifecycle.validate(parsed, env)
     except HookError as e:
         if args.json:
@@ -201,24 +201,42 @@ def cmd_types(args: argparse.Namespace) -> int:
 
     env = _env(args)
     sysfs = env.sysfs
+    vgpu_vfs: list[str] | None = None  # NVIDIA's vendor-specific interface (not mdev): VFs to show
     if args.parent:
         if sysfs.parent_dir(args.parent) is None:
             if sysfs.is_nvidia_vendor_vfio(args.parent):
-                raise HookError(f"{args.parent} uses NVIDIA's vendor-specific vGPU interface (vGPU 17+ on kernel "
-                                ">= 6.8: nvidia/creatable_vgpu_types), which is not mdev")
+                vfs = [args.parent] if sysfs.is_vgpu_vf(args.parent) else \
+                    [v for v in sysfs.vfs(args.parent) if sysfs.is_vgpu_vf(v)]
+                return _print_vgpu_types(args, report.vgpu_vfs_data(sysfs, vfs))
             known = sysfs.parents()
             raise HookError(f"parent {args.parent} not found under {sysfs.root}/class/mdev_bus (known parents: "
                             f"{', '.join(known) or 'none'})")
         parents = [args.parent]
     else:
         parents = sysfs.parents()
+        vgpu_vfs = sysfs.vgpu_vfs()
     data = report.types_data(sysfs, parents)
     if args.json:
         _print_json(data)
-    elif not data:
+    elif not data and not vgpu_vfs:
         print(f"no mdev parent is registered on this host ({sysfs.root}/class/mdev_bus is empty or missing)")
     else:
-        print(report.render_types(data))
+        if data:
+            print(report.render_types(data))
+        if vgpu_vfs:
+            _print_vgpu_types(args, report.vgpu_vfs_data(sysfs, vgpu_vfs))
+    return OK
+
+
+def _print_vgpu_types(args: argparse.Namespace, data: list[dict[str, Any]]) -> int:
+    from mdev_hooks import report
+
+    if args.json:
+        _print_json(data)
+        return OK
+    print("NVIDIA vendor-specific vGPU VFs (not mdev; a domain opts in with <device kind=\"nvidia-vf\" "
+          "parent=\"PF or VF\" type=\"ID\"/>):")
+    print("\n".join(report.render_vgpu_vfs(data)) or "  none")
     return OK
 
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from mdev_hooks.errors import HookError
-from mdev_hooks.names import canonical_uuid, check_attr, check_name, shown
+from mdev_hooks.names import canonical_uuid, check_attr, check_name, check_vgpu_type, is_pci_address, pci_address, shown
 
 NS = "urn:mdev-hooks:domain:1"
+MDEV, NVIDIA_VF = "mdev", "nvidia-vf"  # <device kind=...>: absent means mdev
 MAX_XML_BYTES = 16 << 20  # libvirt's own limit for a domain XML is 10 MiB
 SET_HINT = (
     "virsh metadata DOMAIN --uri urn:mdev-hooks:domain:1 --key mdev --config "
@@ -23,7 +24,9 @@ class ManagedMdev:
     type: str
     # attributes written in order into bus/mdev/devices/<uuid>/<name> after create (s390 vfio-ap assign_*)
     attrs: tuple[tuple[str, str], ...] = ()
-    kind: str = "mdev"  # "mdev", or "nvidia-vf" for NVIDIA's vendor-specific vGPU interface (opt-in)
+    # "mdev", or "nvidia-vf": NVIDIA's vendor-specific vGPU interface (opt-in); then `uuid` is the VF's PCI address
+    # (the key of its ledger claim), `parent` the PF or VF the metadata names, `type` the numeric vGPU type id
+    kind: str = MDEV
     source: str = "metadata"  # where parent/type came from: "metadata" or "mdevctl"
     mapped_from: str = ""  # the parent the domain names, when config [parents] renamed it to `parent` on this host
 
@@ -35,6 +38,9 @@ class Domain:
     mdevs: list[ManagedMdev] = field(default_factory=list)
     # metadata entries with no managed hostdev: ignored, logged as a warning
     unused: list[ManagedMdev] = field(default_factory=list)
+    # kind="nvidia-vf" entries (uuid ""), matched to pci_hostdevs with the host's PF/VF links (lifecycle.bind_vfs)
+    vf_entries: list[ManagedMdev] = field(default_factory=list)
+    pci_hostdevs: list[str] = field(default_factory=list)  # source addresses of <hostdev type='pci' managed='yes'>
 
 
 def _parser() -> etree.XMLParser:
@@ -92,6 +98,34 @@ def _attrs(dev: etree._Element, uuid: str) -> tuple[tuple[str, str], ...]:
     return tuple(check_attr(a.get("name") or "", a.get("value") or "", uuid) for a in found)
 
 
+def _vf_entry(dev: etree._Element) -> ManagedMdev:
+    """A `<device kind="nvidia-vf" parent="PF or VF" type="ID"/>` entry, validated (its VF is found later)."""
+    parent = (dev.get("parent") or "").strip()
+    what = f"metadata <device kind=\"{NVIDIA_VF}\" parent={shown(parent)}>"
+    if not is_pci_address(parent):
+        raise HookError(f"{what}: parent must be the PCI address of the GPU's physical function or of one of its "
+                        "virtual functions, as sysfs names it (e.g. 0000:41:00.0)")
+    mtype = check_vgpu_type((dev.get("type") or "").strip(), what)
+    if any(isinstance(a.tag, str) and a.tag in ("attr", f"{{{NS}}}attr") for a in dev):
+        raise HookError(f"{what}: <attr> is for mdevs; a {NVIDIA_VF} vGPU has only its type")
+    return ManagedMdev("", parent, mtype, kind=NVIDIA_VF)
+
+
+def _pci_hostdevs(root: etree._Element) -> list[str]:
+    """Source addresses of the managed PCI hostdevs, in document order (unparseable ones left out)."""
+    found = []
+    for hostdev in root.iterfind("devices/hostdev"):
+        if hostdev.get("type") != "pci" or hostdev.get("managed") != "yes":
+            continue
+        addr = hostdev.find("source/address")
+        if addr is None:
+            continue
+        name = pci_address(*(addr.get(k) or "0" for k in ("domain", "bus", "slot", "function")))
+        if name is not None and name not in found:
+            found.append(name)
+    return found
+
+
 def domain_uuid(data: bytes) -> str:
     """Only the domain's own UUID: what release needs when the rest of the XML no longer describes its mdevs
     (metadata or an mdevctl definition removed while the VM ran; the ledger still knows what we created)."""
@@ -110,8 +144,16 @@ def parse(data: bytes, fallback: "Callable[[str], ManagedMdev | None] | None" = 
     # metadata entries by lower-cased UUID; names are validated only for entries a managed hostdev uses
     # (DESIGN: an entry without a managed hostdev is ignored with a warning, whatever it holds)
     entries: dict[str, list[etree._Element]] = {}
+    vf_entries: list[ManagedMdev] = []
     for dev in _metadata_devices(root):
-        entries.setdefault((dev.get("uuid") or "").strip().lower(), []).append(dev)
+        kind = dev.get("kind") or MDEV
+        if kind == NVIDIA_VF:
+            vf_entries.append(_vf_entry(dev))
+        elif kind == MDEV:
+            entries.setdefault((dev.get("uuid") or "").strip().lower(), []).append(dev)
+        else:
+            raise HookError(f"metadata <device kind={shown(kind)}>: unknown kind (use {MDEV}, the default, or "
+                            f"{NVIDIA_VF})")
 
     def entry(uuid: str) -> ManagedMdev | None:
         found = entries.get(uuid)
@@ -123,7 +165,9 @@ def parse(data: bytes, fallback: "Callable[[str], ManagedMdev | None] | None" = 
         mtype = check_name(found[0].get("type") or "", "type", uuid)
         return ManagedMdev(uuid, parent, mtype, attrs=_attrs(found[0], uuid))
 
-    domain = Domain(name=name, uuid=dom_uuid)
+    domain = Domain(name=name, uuid=dom_uuid, vf_entries=vf_entries)
+    if vf_entries:
+        domain.pci_hostdevs = _pci_hostdevs(root)
     seen: set[str] = set()
     for hostdev in root.iterfind("devices/hostdev"):
         if hostdev.get("type") != "mdev" or hostdev.get("managed") != "yes":

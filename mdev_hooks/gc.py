@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from mdev_hooks import ledger as L
 from mdev_hooks import lifecycle
+from mdev_hooks.domain import NVIDIA_VF
 from mdev_hooks.errors import HookError
 from mdev_hooks.locks import parent_locks
 from mdev_hooks.sysfs import Sysfs
@@ -29,12 +30,15 @@ class Outcome:
 
 
 def _what(c: L.Claim) -> str:
+    if c.kind == NVIDIA_VF:
+        return f"vGPU type {c.type} on VF {c.mdev} of domain {c.domain_name or '?'} ({c.domain_uuid})"
     return f"mdev {c.mdev} (type {c.type} on {c.parent}) of domain {c.domain_name or '?'} ({c.domain_uuid})"
 
 
-def holders(sysfs: Sysfs, uuid: str) -> list[int]:
-    """PIDs that have the mdev's VFIO group (or iommufd cdev) open. Writing `remove` then would block."""
-    dev = os.path.join(sysfs.root, "bus", "mdev", "devices", uuid)
+def holders(sysfs: Sysfs, uuid: str, kind: str = "mdev") -> list[int]:
+    """PIDs that have the mdev's (or nvidia-vf: the VF's) VFIO group or iommufd cdev open. Writing `remove`
+    (or clearing the vGPU type) then would block or break the VM."""
+    dev = os.path.join(sysfs.root, "bus", "pci" if kind == NVIDIA_VF else "mdev", "devices", uuid)
     targets: set[str] = set()
     with contextlib.suppress(OSError):
         targets.add("/dev/vfio/" + os.path.basename(os.readlink(os.path.join(dev, "iommu_group"))))
@@ -60,7 +64,7 @@ def holders(sysfs: Sysfs, uuid: str) -> list[int]:
 
 def _plan_claim(c: L.Claim, sysfs: Sysfs) -> tuple[str, str]:
     """(verb, why) for a claim of a domain that is not running."""
-    dev = sysfs.device(c.mdev)
+    dev = lifecycle.current_device(sysfs, c.kind, c.mdev)
     if dev is None:
         return "forget", "device gone"
     if (dev.parent, dev.type) != (c.parent, c.type):
@@ -115,7 +119,7 @@ def gc(env: lifecycle.Env, running: set[str], dry_run: bool, asked_at: float) ->
                                 "(is it starting?); skipped: run gc again")
             continue
         planned = [(c, *_plan_claim(c, env.sysfs)) for c in dclaims]
-        busy = [(c, pids) for c, verb, _ in planned if verb == "remove" for pids in [holders(env.sysfs, c.mdev)]
+        busy = [(c, pids) for c, verb, _ in planned if verb == "remove" for pids in [holders(env.sysfs, c.mdev, c.kind)]
                 if pids]
         if busy:
             c, pids = busy[0]
@@ -149,7 +153,7 @@ def gc(env: lifecycle.Env, running: set[str], dry_run: bool, asked_at: float) ->
 def _gone_of_running(env: lifecycle.Env, claims: list[L.Claim], dry_run: bool, out: Outcome) -> None:
     """Drop entries of a running domain whose device is gone or replaced; never touch a device."""
     def stale(c: L.Claim) -> str | None:
-        dev = env.sysfs.device(c.mdev)
+        dev = lifecycle.current_device(env.sysfs, c.kind, c.mdev)
         if dev is None:
             return "device gone"
         if (dev.parent, dev.type) != (c.parent, c.type):

@@ -19,6 +19,8 @@ PREFIX = "mdev-hooks: "
 ACTIVE = {("prepare", "begin"), ("release", "end"), ("migrate", "begin"), ("restore", "begin")}
 NS = b"urn:mdev-hooks:domain:1"
 MAX_READ = (16 << 20) + 1
+UNUSED = ("no <hostdev type='mdev' managed='yes'> with this UUID",
+          "no <hostdev type='pci' managed='yes'> whose address is this VF or a VF of this PF")
 
 
 def mentions_mdev(xml: bytes) -> bool:
@@ -111,15 +113,15 @@ def run(name: str, op: str, data: bytes) -> int:
             log.warning("release.xml_incomplete", error=str(e))
             parsed = dom.Domain(name=name, uuid=dom.domain_uuid(data))
         log = log.bind(domain_uuid=parsed.uuid)
+        env = lifecycle.Env.from_config(cfg, log)
+        parsed = lifecycle.resolve(parsed, env)
         log.info("hook.invoked", mdevs=[m.uuid for m in parsed.mdevs])
         for m in parsed.unused:
-            log.warning("metadata.unused", mdev=m.uuid, parent=m.parent, type=m.type,
-                        reason="no <hostdev type='mdev' managed='yes'> with this UUID")
+            log.warning("metadata.unused", mdev=m.uuid, parent=m.parent, type=m.type, kind=m.kind,
+                        reason=UNUSED[m.kind != "mdev"])
         for m in parsed.mdevs:
             for path in mdevctl.shadowed(cfg.mdevctl_dir, m):
                 log.info("mdev.mdevctl_ignored", mdev=m.uuid, path=path, reason="the domain's metadata wins")
-        parsed = lifecycle.map_parents(parsed, cfg, log)
-        env = lifecycle.Env.from_config(cfg, log)
         if op == "prepare":
             lifecycle.prepare(parsed, env)
         elif op in ("migrate", "restore"):

@@ -30,6 +30,9 @@ class Claim:
     time: float = 0.0
     attrs: tuple[str, ...] = ()  # "name=value" written in this order after create (empty: none)
     pf: str = ""  # the SR-IOV physical function the domain named, when the hook chose `parent` (a VF) on it
+    # "mdev", or "nvidia-vf": then `mdev` (the file's key) and `parent` are the VF, `type` the vGPU type id set on
+    # it, `pf` the VF's PF (whose lock guards it)
+    kind: str = "mdev"
 
     def with_state(self, state: str) -> "Claim":
         return replace(self, state=state, time=time.time())

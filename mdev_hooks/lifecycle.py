@@ -14,10 +14,11 @@ from typing import Any
 
 from mdev_hooks import ledger as L
 from mdev_hooks.config import Config
-from mdev_hooks.domain import Domain, ManagedMdev
+from mdev_hooks.domain import NVIDIA_VF, Domain, ManagedMdev
 from mdev_hooks.errors import HookError
 from mdev_hooks.faultpoint import reached
 from mdev_hooks.locks import parent_locks
+from mdev_hooks.names import is_pci_address
 from mdev_hooks.sysfs import MdevDevice, Sysfs
 
 CREATE, ADOPT, KEEP = "create", "adopt", "keep"
@@ -50,7 +51,16 @@ class Step:
 
 def _what(m: ManagedMdev) -> str:
     mapped = f", mapped from {m.mapped_from} by [parents]" if m.mapped_from else ""
+    if m.kind == NVIDIA_VF:
+        on = f"VF {m.uuid} of PF {m.parent}" if m.uuid and m.parent != m.uuid else f"VF {m.uuid or m.parent}"
+        return f"NVIDIA vGPU type {m.type} on {on}{mapped}"
     return f"mdev {m.uuid} (type {m.type} on {m.parent}{mapped})"
+
+
+def current_device(sysfs: Sysfs, kind: str, key: str) -> MdevDevice | None:
+    """What exists now for a ledger key: the mdev with that UUID, or (kind nvidia-vf) the vGPU type set on that VF
+    as a device whose uuid and parent are the VF; None if nothing."""
+    return sysfs.vgpu(key) if kind == NVIDIA_VF else sysfs.device(key)
 
 
 def sriov_vfs(env: Env, parent: str) -> list[str] | None:
@@ -116,7 +126,8 @@ def _parent_problem(env: Env, m: ManagedMdev) -> str | None:
             return (
                 f"cannot create {_what(m)}: {m.parent} uses NVIDIA's vendor-specific vGPU interface "
                 "(vGPU 17+ on kernel >= 6.8: nvidia/creatable_vgpu_types, no mdev_supported_types), which is not "
-                "mdev; give the VM the VF as a <hostdev type='pci'> instead"
+                "mdev; give the VM the VF as a <hostdev type='pci' managed='yes'> and opt in with "
+                f"<device kind=\"{NVIDIA_VF}\" parent=\"PF or VF\" type=\"ID\"/> (docs/advanced-devices.md)"
             )
         known = sysfs.parents()
         hint = f"known parents: {', '.join(known[:8])}" if known else "no mdev parent is registered on this host"
@@ -169,16 +180,87 @@ def map_parents(domain: Domain, cfg: Config, log: Any) -> Domain:
     it (once, no chains), remembered in mapped_from and logged. Everything after (policy, validation, create,
     the ledger) sees this host's name; release goes by the ledger, which records it."""
     table = dict(cfg.parents)
-    if not table or not any(m.parent in table for m in domain.mdevs):
+    if not table or not any(m.parent in table for m in [*domain.mdevs, *domain.vf_entries]):
         return domain
-    mdevs = []
-    for m in domain.mdevs:
+
+    def mapped(m: ManagedMdev) -> ManagedMdev:
         if m.parent in table and m.source != "mdevctl":  # mdevctl's definitions name this host's parents
             log.info("mdev.parent_mapped", mdev=m.uuid, type=m.type, domain_parent=m.parent,
                      host_parent=table[m.parent], config=cfg.path)
             m = replace(m, parent=table[m.parent], mapped_from=m.parent)
-        mdevs.append(m)
-    return replace(domain, mdevs=mdevs)
+        return m
+
+    return replace(domain, mdevs=[mapped(m) for m in domain.mdevs], vf_entries=[mapped(m) for m in domain.vf_entries])
+
+
+def bind_vfs(domain: Domain, env: Env) -> Domain:
+    """Give each kind="nvidia-vf" metadata entry its VF: the managed PCI hostdev whose address is the entry's parent
+    (the entry names the VF), else the first managed PCI hostdev, in document order, that is a VF of the entry's
+    parent (the entry names the PF; the kernel's physfn link decides) and that no other entry took. The VF is
+    never chosen by the hook: libvirt passes exactly the hostdev's address to qemu. An entry that matches no
+    hostdev is unused (a warning), like an mdev entry without its hostdev."""
+    if not domain.vf_entries:
+        return domain
+    taken: dict[str, ManagedMdev] = {}
+    named = [e for e in domain.vf_entries if e.parent in domain.pci_hostdevs]
+    for e in named:
+        if e.parent in taken:
+            raise HookError(f"VF {e.parent}: the metadata has more than one <device kind=\"{NVIDIA_VF}\"> for it; "
+                            "keep one")
+        taken[e.parent] = replace(e, uuid=e.parent)
+    unused = []
+    for e in domain.vf_entries:
+        if any(e is n for n in named):
+            continue
+        vf = next((a for a in domain.pci_hostdevs if a not in taken and env.sysfs.physfn(a) == e.parent), None)
+        if vf is None:
+            unused.append(e)
+            continue
+        taken[vf] = replace(e, uuid=vf)
+        env.log.info("vgpu.vf_matched", pf=e.parent, vf=vf, type=e.type,
+                     reason="the first managed PCI hostdev of the domain that is a VF of this PF")
+    order = {e: i for i, e in enumerate(domain.pci_hostdevs)}
+    vgpus = sorted(taken.values(), key=lambda m: order[m.uuid])
+    return replace(domain, mdevs=[*domain.mdevs, *vgpus], unused=[*domain.unused, *unused])
+
+
+def resolve(domain: Domain, env: Env) -> Domain:
+    """The domain as this host sees it: config [parents] applied, nvidia-vf entries bound to their VFs."""
+    return bind_vfs(map_parents(domain, env.cfg, env.log), env)
+
+
+def _validate_vf(env: Env, m: ManagedMdev, claim: "L.Claim | None") -> Step:
+    """The step for an NVIDIA vendor-interface vGPU: set its type on the VF (create), or use the type already set."""
+    sysfs, vf = env.sysfs, m.uuid
+    pf = sysfs.physfn(vf)
+    try:
+        current = sysfs.current_vgpu_type(vf)
+    except OSError as e:
+        return Step(m, CREATE, None, f"cannot set {_what(m)}: nvidia/current_vgpu_type cannot be read: {e.strerror}",
+                    pf=pf)
+    if current is None:
+        if not sysfs.is_pci_device(vf):
+            problem = f"cannot set {_what(m)}: VF {vf} not found under /sys/bus/pci/devices (are the VFs enabled? " \
+                      "sriov-manage -e)"
+        else:
+            problem = (f"cannot set {_what(m)}: {vf} has no nvidia/current_vgpu_type (not an NVIDIA vGPU 17+ VF, "
+                       "or not bound to the nvidia driver)")
+        return Step(m, CREATE, None, problem, pf=pf)
+    if current == m.type:
+        return Step(m, KEEP if claim is not None else ADOPT, None, None, pf=pf)
+    if current not in ("0", ""):
+        return Step(m, CREATE, None, (
+            f"cannot set {_what(m)}: the VF already has vGPU type {current} (set by another tool or VM: nothing "
+            "records it as this domain's); clear it with `echo 0 > nvidia/current_vgpu_type` if unused"), pf=pf)
+    creatable = sysfs.creatable_vgpu_types(vf)
+    if creatable is None:
+        return Step(m, CREATE, None, f"cannot set {_what(m)}: nvidia/creatable_vgpu_types cannot be read", pf=pf)
+    if m.type not in creatable:
+        now = ", ".join(f"{t} ({n})" for t, n in list(creatable.items())[:8]) or "none: the GPU is full"
+        return Step(m, CREATE, 0, (
+            f"cannot set {_what(m)}: the VF cannot take type {m.type} now (creatable now: {now}; the list "
+            "shrinks as the GPU fills, and a GPU holds one vGPU type at a time)"), pf=pf)
+    return Step(m, CREATE, 1, None, pf=pf)
 
 
 def validate(domain: Domain, env: Env) -> list[Step]:
@@ -196,9 +278,12 @@ def validate(domain: Domain, env: Env) -> list[Step]:
         claim = env.ledger.get(m.uuid)
         if claim is not None and claim.domain_uuid != domain.uuid:
             steps.append(Step(m, CREATE, None, (
-                f"cannot use mdev {m.uuid}: the ledger gives it to domain {claim.domain_name or '?'} "
-                f"({claim.domain_uuid}); two domains cannot share an mdev"
+                f"cannot use {_thing(m)}: the ledger gives it to domain {claim.domain_name or '?'} "
+                f"({claim.domain_uuid}); two domains cannot share an {'VF' if m.kind == NVIDIA_VF else 'mdev'}"
             )))
+            continue
+        if m.kind == NVIDIA_VF:
+            steps.append(_validate_vf(env, m, claim))
             continue
         dev = env.sysfs.device(m.uuid)
         vfs = sriov_vfs(env, m.parent)
@@ -220,11 +305,14 @@ def validate(domain: Domain, env: Env) -> list[Step]:
         steps.append(Step(m, CREATE, None if problem else env.sysfs.available(m.parent, m.type), problem))
 
     # enough free instances for everything this domain asks of each parent/type, before any write
-    need = Counter((s.mdev.parent, s.mdev.type) for s in steps if s.action == CREATE and s.problem is None)
+    # (an nvidia-vf vGPU needs its own VF, which offers it or not: validated above)
+    need = Counter((s.mdev.parent, s.mdev.type) for s in steps
+                   if s.action == CREATE and s.problem is None and s.mdev.kind != NVIDIA_VF)
     out: list[Step] = []
     for s in steps:
         key = (s.mdev.parent, s.mdev.type)
-        if s.action == CREATE and s.problem is None and (s.available is None or s.available < need[key]):
+        if s.action == CREATE and s.problem is None and s.mdev.kind != NVIDIA_VF and \
+                (s.available is None or s.available < need[key]):
             avail = "unreadable" if s.available is None else str(s.available)
             wants = f"; this domain needs {need[key]}" if need[key] > 1 else ""
             s = replace(s, problem=(
@@ -233,6 +321,10 @@ def validate(domain: Domain, env: Env) -> list[Step]:
             ))
         out.append(s)
     return out
+
+
+def _thing(m: ManagedMdev) -> str:
+    return f"VF {m.uuid}" if m.kind == NVIDIA_VF else f"mdev {m.uuid}"
 
 
 def first_problem(steps: list[Step]) -> str | None:
@@ -283,7 +375,7 @@ def _rollback(env: Env, created: list[ManagedMdev], claimed: list[ManagedMdev]) 
     for m in reversed(created):
         t0 = time.monotonic()
         try:
-            _remove(env, m.uuid)
+            _remove(env, m.uuid, m.kind)
         except OSError as e:
             env.log.error("mdev.rollback_failed", mdev=m.uuid, parent=m.parent, type=m.type, error=str(e))
             continue  # keep its claim: release (which libvirt runs next) retries
@@ -334,8 +426,28 @@ def prepare(domain: Domain, env: Env) -> None:
             raise
 
 
+def _take(env: Env, domain: Domain, claim: L.Claim, log: Any) -> None:
+    """Take the ledger claim for the step (exclusive), or raise: another domain owns the device."""
+    other = env.ledger.claim(claim)
+    if other is not None and other.domain_uuid == domain.uuid:
+        # this domain's own claim from a start whose release never ran (libvirtd died with the hook); validate()
+        # found no device for it, so there is nothing to keep: take it over (we hold the parent's lock)
+        log.warning("ledger.stale_claim", state=other.state, pid=other.pid)
+        env.ledger.update(claim)
+        other = None
+    if other is not None:
+        what = f"VF {claim.mdev}" if claim.kind == NVIDIA_VF else f"mdev {claim.mdev}"
+        raise HookError(
+            f"cannot use {what}: the ledger gives it to domain {other.domain_name or '?'} "
+            f"({other.domain_uuid}); two domains cannot share an {'VF' if claim.kind == NVIDIA_VF else 'mdev'}"
+        )
+
+
 def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], claimed: list[ManagedMdev]) -> None:
     m = step.mdev
+    if m.kind == NVIDIA_VF:
+        _apply_vf(env, domain, step, created, claimed)
+        return
     log = env.log.bind(mdev=m.uuid, parent=m.parent, type=m.type)
     t0 = time.monotonic()
     if step.pf:
@@ -354,18 +466,7 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
     state = L.INTENT if step.action == CREATE else L.ADOPTED
     claim = L.Claim(m.uuid, domain.uuid, domain.name, m.parent, m.type, state, os.getpid(), time.time(),
                     attrs=tuple(f"{n}={v}" for n, v in m.attrs) if step.action == CREATE else (), pf=step.pf or "")
-    other = env.ledger.claim(claim)
-    if other is not None and other.domain_uuid == domain.uuid:
-        # this domain's own claim from a start whose release never ran (libvirtd died with the hook); validate()
-        # found no device for it, so there is nothing to keep: take it over (we hold the parent's lock)
-        log.warning("ledger.stale_claim", state=other.state, pid=other.pid)
-        env.ledger.update(claim)
-        other = None
-    if other is not None:
-        raise HookError(
-            f"cannot use mdev {m.uuid}: the ledger gives it to domain {other.domain_name or '?'} "
-            f"({other.domain_uuid}); two domains cannot share an mdev"
-        )
+    _take(env, domain, claim, log)
     claimed.append(m)
     reached("intent_written")
     if step.action == ADOPT:
@@ -394,6 +495,60 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
     env.ledger.update(claim.with_state(L.CREATED))
     reached("ledger_updated")
     log.info("mdev.created", available_instances=env.sysfs.available(m.parent, m.type), duration_ms=_ms(t0))
+
+
+_VGPU_HINTS = {
+    errno.EINVAL: "the driver refused the type (not creatable on this VF now: the GPU is full or holds another "
+                  "type)",
+    errno.EBUSY: "the VF already has a vGPU type, or the driver is busy",
+    errno.ENOENT: "the VF is no longer bound to the nvidia driver",
+    errno.ENODEV: "the VF is going away",
+}
+
+
+def _apply_vf(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], claimed: list[ManagedMdev]) -> None:
+    """NVIDIA's vendor-specific interface: write the type id into the VF's nvidia/current_vgpu_type, then check
+    it reads back. libvirt then hands the VF to qemu as a plain PCI hostdev."""
+    m, vf = step.mdev, step.mdev.uuid
+    log = env.log.bind(vf=vf, pf=step.pf, type=m.type, kind=NVIDIA_VF)
+    t0 = time.monotonic()
+    if step.action == KEEP:
+        log.info("vgpu.kept", reason="already set for this domain", duration_ms=_ms(t0))
+        return
+    if env.cfg.dry_run:
+        log.info("vgpu.would_set" if step.action == CREATE else "vgpu.would_adopt", duration_ms=_ms(t0))
+        return
+    state = L.INTENT if step.action == CREATE else L.ADOPTED
+    claim = L.Claim(vf, domain.uuid, domain.name, vf, m.type, state, os.getpid(), time.time(), pf=step.pf or "",
+                    kind=NVIDIA_VF)
+    _take(env, domain, claim, log)
+    claimed.append(m)
+    reached("intent_written")
+    if step.action == ADOPT:
+        log.info("vgpu.adopted", reason="the VF already has this type, owned by no domain", duration_ms=_ms(t0))
+        return
+    try:
+        env.sysfs.set_vgpu_type(vf, m.type)
+    except OSError as e:
+        code = errno.errorcode.get(e.errno or 0, str(e.errno))
+        log.error("vgpu.set_failed", errno=code, duration_ms=_ms(t0))
+        now = env.sysfs.creatable_vgpu_types(vf)
+        listed = "unreadable" if now is None else (", ".join(now) or "none")
+        raise HookError(f"cannot set {_what(m)}: writing {m.type} to nvidia/current_vgpu_type failed: the kernel "
+                        f"said {e.strerror or 'error'} ({code}): {_VGPU_HINTS.get(e.errno or 0, 'see dmesg')} "
+                        f"(creatable now: {listed})") from None
+    created.append(m)
+    reached("created")
+    try:
+        current = env.sysfs.current_vgpu_type(vf)
+    except OSError:
+        current = "unreadable"
+    if current != m.type:
+        raise HookError(f"set {_what(m)} but nvidia/current_vgpu_type reads {current or 'nothing'}; rolled back")
+    reached("verified")
+    env.ledger.update(claim.with_state(L.CREATED))
+    reached("ledger_updated")
+    log.info("vgpu.set", duration_ms=_ms(t0))
 
 
 def _attrs_text(m: ManagedMdev) -> str:
@@ -435,13 +590,17 @@ def _write_attrs(env: Env, m: ManagedMdev, log: Any) -> None:
         log.info("mdev.attr_written", attr=name, value=value, duration_ms=_ms(t0))
 
 
-def _remove(env: Env, uuid: str) -> None:
-    """Write `remove`, retrying transient errors with a bounded backoff; a device already gone is success."""
+def _remove(env: Env, uuid: str, kind: str = "mdev") -> None:
+    """Write `remove` (nvidia-vf: `0` into the VF's current_vgpu_type), retrying transient errors with a bounded
+    backoff; a device already gone is success."""
     deadline = time.monotonic() + env.cfg.remove_timeout
     delay = 0.05
     while True:
         try:
-            env.sysfs.remove(uuid)
+            if kind == NVIDIA_VF:
+                env.sysfs.set_vgpu_type(uuid, "0")
+            else:
+                env.sysfs.remove(uuid)
             return
         except FileNotFoundError:
             return  # gone (removed by its driver or a concurrent remover)
@@ -476,7 +635,7 @@ def release(domain_uuid: str, env: Env, mdevs: Iterable[str] = ()) -> None:
         try:
             env.ledger.get(uuid)
         except L.CorruptClaim as e:
-            if env.sysfs.device(uuid) is not None:
+            if current_device(env.sysfs, NVIDIA_VF if is_pci_address(uuid) else "mdev", uuid) is not None:
                 env.log.error("mdev.ownership_unknown", mdev=uuid, problem=str(e))
                 unproven.append(f"left mdev {uuid} in place: {e}")
     if not claims:
@@ -492,7 +651,7 @@ def release(domain_uuid: str, env: Env, mdevs: Iterable[str] = ()) -> None:
     # NVIDIA's driver may remove the vGPU itself after the VM stops and breaks if someone removes it first:
     # wait for that OUTSIDE the lock so other domains on the parent are not held up.
     for c in claims:
-        if c.state != L.ADOPTED and env.sysfs.pci_vendor(c.parent) == NVIDIA_VENDOR:
+        if c.state != L.ADOPTED and c.kind != NVIDIA_VF and env.sysfs.pci_vendor(c.parent) == NVIDIA_VENDOR:
             gone = _wait_gone(env, c.mdev, env.cfg.nvidia_release_wait)
             env.log.info("mdev.nvidia_wait", mdev=c.mdev, parent=c.parent, type=c.type, vanished=gone)
     failures: list[str] = []
@@ -518,13 +677,22 @@ _REMOVE_HINTS = {
 
 
 def _release_one(env: Env, c: L.Claim) -> str | None:
-    log = env.log.bind(mdev=c.mdev, parent=c.parent, type=c.type)
+    vgpu = c.kind == NVIDIA_VF
+    log = env.log.bind(vf=c.mdev, pf=c.pf, type=c.type, kind=c.kind) if vgpu else \
+        env.log.bind(mdev=c.mdev, parent=c.parent, type=c.type)
     t0 = time.monotonic()
     if c.state == L.ADOPTED:
         _drop(env, c.mdev)
-        log.info("mdev.unadopted", reason="adopted at prepare, left in place", duration_ms=_ms(t0))
+        log.info("vgpu.unadopted" if vgpu else "mdev.unadopted", reason="adopted at prepare, left in place",
+                 duration_ms=_ms(t0))
         return None
-    dev = env.sysfs.device(c.mdev)
+    if vgpu and env.sysfs.is_pci_device(c.mdev) and not env.sysfs.is_vgpu_vf(c.mdev):
+        # the VF exists but its nvidia/ files do not: still bound to vfio-pci (libvirt's reattach failed?)
+        log.error("vgpu.clear_failed", reason="no nvidia/current_vgpu_type", duration_ms=_ms(t0))
+        return (f"could not clear vGPU type {c.type} on VF {c.mdev}: it has no nvidia/current_vgpu_type (not bound "
+                f"to the nvidia driver: `virsh nodedev-reattach pci_{c.mdev.replace(':', '_').replace('.', '_')}`), "
+                "then run `mdev-hooks gc`")
+    dev = current_device(env.sysfs, c.kind, c.mdev)
     if dev is None:
         _drop(env, c.mdev)
         log.info("mdev.already_gone", state=c.state, duration_ms=_ms(t0))
@@ -535,9 +703,14 @@ def _release_one(env: Env, c: L.Claim) -> str | None:
         log.warning("mdev.not_ours", found_parent=dev.parent, found_type=dev.type, duration_ms=_ms(t0))
         return None
     try:
-        _remove(env, c.mdev)
+        _remove(env, c.mdev, c.kind)
     except OSError as e:
         code = errno.errorcode.get(e.errno or 0, str(e.errno))
+        if vgpu:
+            log.error("vgpu.clear_failed", errno=code, duration_ms=_ms(t0))
+            return (f"could not clear vGPU type {c.type} on VF {c.mdev}: {e.strerror} ({code}: "
+                    f"{_REMOVE_HINTS.get(e.errno or 0, 'the driver refused; see dmesg')}); clear it with "
+                    f"`echo 0 > /sys/bus/pci/devices/{c.mdev}/nvidia/current_vgpu_type`, then run `mdev-hooks gc`")
         log.error("mdev.remove_failed", errno=code, duration_ms=_ms(t0))
         return (
             f"could not remove mdev {c.mdev} (type {c.type} on {c.parent}): {e.strerror} ({code}: "
@@ -546,6 +719,9 @@ def _release_one(env: Env, c: L.Claim) -> str | None:
         )
     reached("removed")
     _drop(env, c.mdev)
+    if vgpu:
+        log.info("vgpu.cleared", state=c.state, duration_ms=_ms(t0))
+        return None
     log.info("mdev.removed", state=c.state, available_instances=env.sysfs.available(c.parent, c.type),
              duration_ms=_ms(t0))
     return None

@@ -125,7 +125,7 @@ def lookup(mdevctl_dir: str, log: Any = None) -> tuple[Callable[[str], ManagedMd
 
 def shadowed(mdevctl_dir: str, m: ManagedMdev) -> list[str]:
     """mdevctl definitions of a device the domain's metadata describes (the metadata wins; they are ignored)."""
-    if m.source != "metadata":
+    if m.source != "metadata" or m.kind != "mdev":
         return []
     try:
         return candidates(mdevctl_dir, m.uuid)

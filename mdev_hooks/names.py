@@ -58,3 +58,32 @@ def check_attr(name: str, value: str, mdev: str) -> tuple[str, str]:
             "ASCII characters)"
         )
     return name, value
+
+
+_VGPU_TYPE = re.compile(r"[1-9][0-9]{0,9}")
+_PCI_ADDR = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
+
+
+def check_vgpu_type(value: str, what: str) -> str:
+    """An NVIDIA vGPU type id for nvidia/current_vgpu_type: a positive decimal number (0 means "none")."""
+    if not _VGPU_TYPE.fullmatch(value):
+        raise HookError(f"{what}: type {shown(value)} is not a vGPU type id (a positive number from the VF's "
+                        "nvidia/creatable_vgpu_types, e.g. 1428)")
+    return value
+
+
+def pci_address(domain: str, bus: str, slot: str, function: str) -> str | None:
+    """libvirt's <address domain= bus= slot= function=> (hex with 0x, or decimal, as libvirt reads it) as sysfs
+    names the device (DDDD:BB:SS.F, lower-case hex); None if it is not a valid PCI address."""
+    try:
+        parts = [int(v, 16) if v.lower().startswith("0x") else int(v, 10) for v in (domain, bus, slot, function)]
+    except ValueError:
+        return None
+    dom, b, s, f = parts
+    if not (0 <= dom <= 0xFFFF and 0 <= b <= 0xFF and 0 <= s <= 0x1F and 0 <= f <= 7):
+        return None
+    return f"{dom:04x}:{b:02x}:{s:02x}.{f:x}"
+
+
+def is_pci_address(value: str) -> bool:
+    return bool(_PCI_ADDR.fullmatch(value))

@@ -7,7 +7,7 @@ from typing import Any
 
 from mdev_hooks import ledger as L
 from mdev_hooks import lifecycle, mdevctl
-from mdev_hooks.domain import Domain, ManagedMdev
+from mdev_hooks.domain import NVIDIA_VF, Domain, ManagedMdev
 from mdev_hooks.sysfs import Sysfs
 
 MAX_DESC = 60
@@ -84,6 +84,10 @@ def plan_data(domain: Domain, steps: Sequence[lifecycle.Step], env: lifecycle.En
     actions: list[str] = []
     for s in steps:
         m = s.mdev
+        if m.kind == NVIDIA_VF:
+            mdevs.append(_vgpu_plan(s, env))
+            actions.append(_vgpu_action(s, sysfs))
+            continue
         info = sysfs.type_info(m.parent, m.type) if sysfs.parent_dir(m.parent) is not None else None
         mdevs.append({
             "uuid": m.uuid,
@@ -95,6 +99,7 @@ def plan_data(domain: Domain, steps: Sequence[lifecycle.Step], env: lifecycle.En
             "action": s.action,
             "verdict": "ok" if s.problem is None else "fail",
             "problem": s.problem,
+            "kind": m.kind,
             "attrs": [[n, v] for n, v in m.attrs],
             "pf": s.pf,
             "vf_choice": s.choice,
@@ -126,10 +131,39 @@ def plan_data(domain: Domain, steps: Sequence[lifecycle.Step], env: lifecycle.En
         "sysfs_root": sysfs.root,
         "mdevs": mdevs,
         "actions": actions if problem is None else [],
-        "ignored": [{"uuid": m.uuid, "parent": m.parent, "type": m.type} for m in domain.unused],
+        "ignored": [{"uuid": m.uuid, "parent": m.parent, "type": m.type, "kind": m.kind} for m in domain.unused],
         "policy": policy_data(env),
         "config": env.cfg.path,
     }
+
+
+def _vgpu_path(sysfs: Sysfs, vf: str) -> str:
+    return os.path.join(sysfs.root, "bus", "pci", "devices", vf, "nvidia", "current_vgpu_type")
+
+
+def _vgpu_plan(s: lifecycle.Step, env: lifecycle.Env) -> dict[str, Any]:
+    m = s.mdev
+    names = env.sysfs.creatable_vgpu_types(m.uuid) or {}
+    return {
+        "uuid": m.uuid, "kind": m.kind, "vf": m.uuid, "parent": m.uuid, "pf": s.pf, "domain_named": m.parent,
+        "type": m.type, "type_name": names.get(m.type, ""), "description": "",
+        "available": s.available, "action": s.action, "verdict": "ok" if s.problem is None else "fail",
+        "problem": s.problem, "attrs": [], "vf_choice": None if m.parent == m.uuid else
+        f"the domain's managed PCI hostdev {m.uuid} is a VF of {m.parent}",
+        "domain_parent": m.mapped_from or None, "source": m.source, "source_path": None, "mdevctl_ignored": [],
+    }
+
+
+def _vgpu_action(s: lifecycle.Step, sysfs: Sysfs) -> str:
+    m = s.mdev
+    on = f"VF {m.uuid}" + (f" of PF {s.pf}" if s.pf else "")
+    if s.action == lifecycle.CREATE:
+        return (f"set NVIDIA vGPU type {m.type} on {on}: write {m.type} to {_vgpu_path(sysfs, m.uuid)}; libvirt "
+                "then gives the VF to the VM as a PCI hostdev; write 0 when the domain stops")
+    if s.action == lifecycle.ADOPT:
+        return (f"use {on} as it is (it already has vGPU type {m.type}, owned by no domain); leave it set when the "
+                "domain stops")
+    return f"keep vGPU type {m.type} on {on}: the hook already set it for this domain"
 
 
 def policy_data(env: lifecycle.Env) -> dict[str, Any] | None:
@@ -178,7 +212,8 @@ def render_plan(data: dict[str, Any]) -> str:
              _num(m["available"]), m["action"], m["verdict"]]
             for m in data["mdevs"]
         ]
-        lines.append(table(["UUID", "PARENT", "TYPE", "NAME / DESCRIPTION", "AVAIL", "ACTION", "VERDICT"], rows))
+        first = "UUID / VF" if any(m.get("kind") == NVIDIA_VF for m in data["mdevs"]) else "UUID"
+        lines.append(table([first, "PARENT", "TYPE", "NAME / DESCRIPTION", "AVAIL", "ACTION", "VERDICT"], rows))
     lines += render_policy(data.get("policy"))
     for m in data["mdevs"]:
         if m.get("source_path"):
@@ -192,6 +227,10 @@ def render_plan(data: dict[str, Any]) -> str:
             lines.append(f"parent mapped: mdev {m['uuid']}: the domain's {m['domain_parent']} is {m['parent']} on "
                          f"this host ([parents] in {data.get('config') or 'the configuration'})")
     for m in data["ignored"]:
+        if m.get("kind") == NVIDIA_VF:
+            lines.append(f"ignored: metadata entry kind=\"{NVIDIA_VF}\" parent={m['parent']} type={m['type']}: no "
+                         "<hostdev type='pci' managed='yes'> of the domain is that VF or a VF of that PF")
+            continue
         lines.append(f"ignored: metadata entry {m['uuid']} has no <hostdev type='mdev' managed='yes'> with that UUID")
     if data["ok"]:
         if data["actions"]:
@@ -225,9 +264,9 @@ def _claim_dict(c: L.Claim) -> dict[str, Any]:
 
 def orphan_reason(c: L.Claim, sysfs: Sysfs, running: Running) -> str | None:
     """Why a ledger entry is stale, or None if it is (as far as we can tell) in use."""
-    dev = sysfs.device(c.mdev)
+    dev = lifecycle.current_device(sysfs, c.kind, c.mdev)
     if dev is None:
-        return "device gone"
+        return "vGPU type cleared" if c.kind == NVIDIA_VF else "device gone"
     if (dev.parent, dev.type) != (c.parent, c.type):
         return f"device is now type {dev.type or '?'} on {dev.parent}, not the one recorded"
     if running.of(c.domain_uuid) is False:
@@ -250,6 +289,21 @@ def status_data(env: lifecycle.Env, running: Running) -> dict[str, Any]:
                          domain_name=c.domain_name, state=c.state, running=running.of(c.domain_uuid))
         entry["attrs"] = list(c.attrs) if c is not None and entry["owner"] != "external" else []
         entry["pf"] = sysfs.physfn(dev.parent)  # SR-IOV: the PF of the VF it is on
+        entry["kind"] = "mdev"
+        devices.append(entry)
+    for vf in sysfs.vgpu_vfs():  # NVIDIA's vendor-specific interface: a VF with a vGPU type set
+        vgpu = sysfs.vgpu(vf)
+        if vgpu is None:
+            continue
+        c = by_mdev.get(vf)
+        ours = c is not None and c.kind == NVIDIA_VF and c.type == vgpu.type
+        entry = {"uuid": vf, "parent": vf, "type": vgpu.type, "kind": NVIDIA_VF, "pf": sysfs.physfn(vf),
+                 "type_name": "", "attrs": []}
+        if c is None or not ours:
+            entry.update(owner="external", domain_uuid=None, domain_name=None, state=None, running=None)
+        else:
+            entry.update(owner=f"{c.domain_name or '?'} ({c.domain_uuid})", domain_uuid=c.domain_uuid,
+                         domain_name=c.domain_name, state=c.state, running=running.of(c.domain_uuid))
         devices.append(entry)
     orphans = []
     for c in claims:
@@ -265,6 +319,7 @@ def status_data(env: lifecycle.Env, running: Running) -> dict[str, Any]:
         "sysfs_root": sysfs.root,
         "state_dir": env.cfg.state_dir,
         "parents": parents,
+        "vgpu_vfs": vgpu_vfs_data(sysfs),
         "devices": devices,
         "orphans": orphans,
         "ledger_problems": problems,
@@ -274,6 +329,26 @@ def status_data(env: lifecycle.Env, running: Running) -> dict[str, Any]:
         "parent_map": [{"domain_parent": k, "host_parent": v, "present": sysfs.parent_dir(v) is not None}
                        for k, v in env.cfg.parents],
     }
+
+
+def vgpu_vfs_data(sysfs: Sysfs, vfs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """NVIDIA's vendor-specific interface: each VF's current type and the types it can take now."""
+    out = []
+    for vf in sysfs.vgpu_vfs() if vfs is None else vfs:
+        try:
+            current = sysfs.current_vgpu_type(vf)
+        except OSError:
+            current = None
+        creatable = sysfs.creatable_vgpu_types(vf)
+        out.append({"vf": vf, "pf": sysfs.physfn(vf), "current_type": current,
+                    "creatable": [{"type": t, "name": n} for t, n in (creatable or {}).items()]})
+    return out
+
+
+def render_vgpu_vfs(data: list[dict[str, Any]]) -> list[str]:
+    rows = [[v["vf"], v["pf"] or "-", v["current_type"] or "?",
+             cut(", ".join(f"{c['type']} {c['name']}" for c in v["creatable"]) or "none", 70)] for v in data]
+    return [table(["VF", "PF", "CURRENT TYPE", "CREATABLE NOW"], rows)] if rows else []
 
 
 def _yes_no(value: bool | None) -> str:
@@ -293,6 +368,10 @@ def render_status(data: dict[str, Any]) -> str:
         rows = [[*r[:5], _yes_no(allowed.get((r[0], r[1]))) if r[2] else "", r[5]] for r in rows]
         header[5:5] = ["ALLOWED"]
     lines.append(table(header, rows) if rows else "  none: no mdev parent is registered on this host")
+    if data.get("vgpu_vfs"):
+        lines.append("")
+        lines.append("NVIDIA vendor-specific vGPU VFs (not mdev; domains opt in with kind=\"nvidia-vf\"):")
+        lines += render_vgpu_vfs(data["vgpu_vfs"])
     lines += ["  " + line for line in render_policy(policy)]
     for pm in data.get("parent_map", []):
         lines.append(f"  [parents]: a domain's {pm['domain_parent']} -> {pm['host_parent']} on this host"
@@ -300,8 +379,10 @@ def render_status(data: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"mdevs ({len(data['devices'])}):")
     if data["devices"]:
-        lines.append(table(["UUID", "PARENT", "TYPE", "OWNER", "STATE", "RUNNING"], [
-            [d["uuid"], _parent_cell(d), d["type"] or "?", d["owner"], d["state"] or "-",
+        first = "UUID / VF" if any(d.get("kind") == NVIDIA_VF for d in data["devices"]) else "UUID"
+        lines.append(table([first, "PARENT", "TYPE", "OWNER", "STATE", "RUNNING"], [
+            [d["uuid"], _parent_cell(d), (f"vGPU {d['type']}" if d.get("kind") == NVIDIA_VF else d["type"]) or "?",
+             d["owner"], d["state"] or "-",
              "-" if d["owner"] == "external" else _yes_no(d["running"])]
             for d in data["devices"]
         ]))

@@ -1,8 +1,10 @@
 """The kernel interface: mdev parents, types, devices, create and remove, under a configurable root.
 
-Only three kinds of file are ever written: ``<root>/class/mdev_bus/<parent>/mdev_supported_types/<type>/create``,
-``<root>/bus/mdev/devices/<uuid>/remove`` and ``<root>/bus/mdev/devices/<uuid>/<attr>`` of a device the caller has
-just created (a plain, existing, writable regular file; never ``remove`` or ``uevent``). Names are validated by
+Only four kinds of file are ever written: ``<root>/class/mdev_bus/<parent>/mdev_supported_types/<type>/create``,
+``<root>/bus/mdev/devices/<uuid>/remove``, ``<root>/bus/mdev/devices/<uuid>/<attr>`` of a device the caller has
+just created (a plain, existing, writable regular file; never ``remove`` or ``uevent``) and, for NVIDIA's
+vendor-specific vGPU interface (not mdev), ``<root>/bus/pci/devices/<VF>/nvidia/current_vgpu_type``. Names are
+validated by
 the caller (names.py); here every path is also resolved and must stay under the real path of the root, so a
 planted symlink cannot redirect a write.
 """
@@ -212,6 +214,12 @@ class Sysfs:
             return None
         return self._inside(link)
 
+    def is_pci_device(self, name: str) -> bool:
+        try:
+            return self._pci_dir(name) is not None
+        except OSError:
+            return False
+
     def vfs(self, pf: str) -> list[str]:
         """The VFs of a PCI physical function (its virtfnN links), in PCI address order; [] if it has none."""
         try:
@@ -241,6 +249,67 @@ class Sysfs:
         except OSError:
             return None
         return pf if is_valid_name(pf) else None
+
+    # -- NVIDIA's vendor-specific vGPU interface (vGPU 17+, kernel >= 6.8): a VF's nvidia/ files, no mdev ----------
+    def _vgpu_file(self, vf: str, name: str) -> str | None:
+        pdir = self._pci_dir(vf)
+        if pdir is None:
+            return None
+        path = os.path.join(pdir, "nvidia", name)
+        return self._inside(path) if os.path.lexists(path) else None
+
+    def is_vgpu_vf(self, vf: str) -> bool:
+        """True if `vf` is a PCI device with NVIDIA's nvidia/current_vgpu_type (bound to the nvidia driver)."""
+        try:
+            return self._vgpu_file(vf, "current_vgpu_type") is not None
+        except OSError:
+            return False
+
+    def current_vgpu_type(self, vf: str) -> str | None:
+        """The vGPU type id set on a VF ("0": none), None if the VF has no such file (gone, or not bound to nvidia).
+        OSError if it exists but cannot be read."""
+        path = self._vgpu_file(vf, "current_vgpu_type")
+        return None if path is None else _read(path)
+
+    def vgpu(self, vf: str) -> MdevDevice | None:
+        """The vGPU on a VF as a device (uuid and parent = the VF, type = the id), None if none is set."""
+        try:
+            current = self.current_vgpu_type(vf)
+        except OSError:
+            return None
+        return None if current in (None, "", "0") else MdevDevice(vf, vf, current or "")
+
+    def creatable_vgpu_types(self, vf: str) -> dict[str, str] | None:
+        """The type ids (-> names) the VF can take NOW (the list shrinks as the GPU fills), None if unreadable.
+        Format: a header line ``ID    : vGPU Name``, then ``<id> : <name>`` lines."""
+        try:
+            path = self._vgpu_file(vf, "creatable_vgpu_types")
+            if path is None:
+                return None
+            text = _read(path)
+        except OSError:
+            return None
+        found: dict[str, str] = {}
+        for line in text.splitlines():
+            tid, sep, name = line.partition(":")
+            if sep and tid.strip().isdigit():
+                found[tid.strip()] = name.strip()
+        return found
+
+    def vgpu_vfs(self) -> list[str]:
+        """Every PCI device with NVIDIA's nvidia/current_vgpu_type, in address order (for status)."""
+        try:
+            names = os.listdir(os.path.join(self.root, "bus", "pci", "devices"))
+        except OSError:
+            return []
+        return sorted((n for n in names if is_valid_name(n) and self.is_vgpu_vf(n)), key=pci_order)
+
+    def set_vgpu_type(self, vf: str, type_id: str) -> None:
+        """One write() of the id ("0" clears), no newline, as NVIDIA's vgpu-device-manager writes it."""
+        path = self._vgpu_file(vf, "current_vgpu_type")
+        if path is None:
+            raise FileNotFoundError(errno.ENOENT, "no nvidia/current_vgpu_type (not bound to nvidia?)", vf)
+        write_once(path, type_id.encode("ascii"))
 
     # -- the two writes ----------------------------------------------------------------------------------------
     def create(self, parent: str, mtype: str, uuid: str) -> None:

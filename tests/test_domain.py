@@ -118,3 +118,56 @@ def test_malformed_and_empty() -> None:
     for bad in (b"", b"<domain>", b"\xff\xfe<", b"<notdomain/>"):
         with pytest.raises(HookError):
             parse(bad)
+
+
+# -- kind="nvidia-vf" (NVIDIA's vendor-specific interface): parsing and matching to managed PCI hostdevs ---------
+def pci(addr: tuple[str, str, str, str], managed: str = "yes") -> str:
+    d, b, s, f = addr
+    return (f"<hostdev mode='subsystem' type='pci' managed='{managed}'><source>"
+            f"<address domain='{d}' bus='{b}' slot='{s}' function='{f}'/></source></hostdev>")
+
+
+def vf_meta(*entries: tuple[str, str]) -> str:
+    body = "".join(f'<m:device kind="nvidia-vf" parent="{p}" type="{t}"/>' for p, t in entries)
+    return f'<m:mdevs xmlns:m="urn:mdev-hooks:domain:1">{body}</m:mdevs>'
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    (("0x0000", "0x41", "0x00", "0x4"), "0000:41:00.4"),
+    (("0", "65", "0", "4"), "0000:41:00.4"),  # libvirt also reads decimal
+    (("0x0001", "0xAF", "0x1f", "0x7"), "0001:af:1f.7"),
+    (("0x0000", "0x100", "0x00", "0x0"), None),  # bus > 0xff
+    (("0x0000", "0x41", "0x20", "0x0"), None),  # slot > 0x1f
+    (("0x0000", "0x41", "0x00", "0x8"), None),  # function > 7
+    (("0x0000", "0x41", "0x00", "x"), None),
+])
+def test_pci_address(raw: tuple[str, str, str, str], want: str | None) -> None:
+    from mdev_hooks.names import pci_address
+
+    assert pci_address(*raw) == want
+
+
+def test_vf_entries_and_managed_pci_hostdevs_are_collected() -> None:
+    d = parse(xml(vf_meta(("0000:41:00.0", "1414"), ("0000:41:00.5", "1428")),
+                  pci(("0x0000", "0x41", "0x00", "0x4")) + pci(("0x0000", "0x41", "0x00", "0x5"))
+                  + pci(("0x0000", "0x41", "0x00", "0x6"), managed="no") + hostdev(U1, managed="no")))
+    assert d.mdevs == [] and d.unused == []
+    assert [(e.kind, e.parent, e.type, e.uuid) for e in d.vf_entries] == [
+        ("nvidia-vf", "0000:41:00.0", "1414", ""), ("nvidia-vf", "0000:41:00.5", "1428", "")]
+    assert d.pci_hostdevs == ["0000:41:00.4", "0000:41:00.5"]  # the unmanaged one is the user's own
+
+
+def test_no_vf_entry_no_pci_scan() -> None:
+    assert parse(xml(meta((U1, "p", "t")), hostdev(U1) + pci(("0", "1", "0", "0")))).pci_hostdevs == []
+
+
+@pytest.mark.parametrize(("entry", "expect"), [
+    ('<m:device kind="nvidia-vf" parent="0000:41:00.4" type="-1"/>', "not a vGPU type id"),
+    ('<m:device kind="nvidia-vf" parent="0000:41:00.4"/>', "not a vGPU type id"),
+    ('<m:device kind="nvidia-vf" parent="41:00.4" type="1"/>', "parent must be the PCI address"),
+    ('<m:device kind="nvidia-vf" parent="0000:41:00.4/../x" type="1"/>', "parent must be the PCI address"),
+    ('<m:device kind="gpu" uuid="' + U1 + '" parent="p" type="t"/>', "unknown kind"),
+])
+def test_bad_vf_entries(entry: str, expect: str) -> None:
+    with pytest.raises(HookError, match=expect):
+        parse(xml(f'<m:mdevs xmlns:m="urn:mdev-hooks:domain:1">{entry}</m:mdevs>', hostdev(U1)))

@@ -19,7 +19,6 @@ from typing import Any
 
 import lvlab
 import pytest
-from fakesysfs.harness import FakeSysfs
 
 HERE = Path(__file__).resolve().parent
 PROFILES = ["intel-gvtg", "mtty-sample", "nvidia-tesla-t4"]
@@ -83,19 +82,8 @@ def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 @pytest.fixture(scope="module", params=["qemu", "qemu.d"])
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[lvlab.Lab]:
     layout: str = request.param
-    tmp = tmp_path_factory.mktemp(f"lab-{layout}")
-    with FakeSysfs(PROFILES, tmp / "fake") as fs:
-        paths = lvlab.write_config(fs.root, tmp, nvidia_release_wait=0.5)
-        hook = lvlab.install_hook(layout)
-        log = lvlab.HookLog(paths["log_file"])
-        found = lvlab.reload_daemon()
-        assert f"Found hook script {hook}" in found, found
-        try:
-            yield lvlab.Lab(fs, log, tmp, layout, hook)
-        finally:
-            lvlab.cleanup_test_domains()
-            lvlab.remove_hooks()
-            lvlab.CONFIG_FILE.unlink(missing_ok=True)
+    with lvlab.open_lab(PROFILES, layout, tmp_path_factory.mktemp(f"lab-{layout}")) as lab:
+        yield lab
 
 
 @pytest.fixture(autouse=True)

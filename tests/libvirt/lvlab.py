@@ -401,3 +401,23 @@ class Lab:
         parts = [f"{e['op']} {str(e.get('uuid'))[:8]} {e.get('parent')}/{e.get('type') or '-'} {e.get('result')}"
                  for e in ws]
         EVIDENCE.append(f"[{self.layout}] {scenario}: {len(ws)} writes: " + ("; ".join(parts) or "none"))
+
+
+@contextmanager
+def open_lab(profiles: str | list[str], layout: str, tmp: Path) -> Iterator[Lab]:
+    """The module-scoped lab: a FUSE fake of `profiles`, the config pointing at it, the real hook installed in
+    `layout` (qemu or qemu.d) and libvirtd reloaded to find it; all undone at exit."""
+    from fakesysfs.harness import FakeSysfs
+
+    with FakeSysfs(profiles, tmp / "fake") as fs:
+        paths = write_config(fs.root, tmp, nvidia_release_wait=0.5)
+        hook = install_hook(layout)
+        log = HookLog(paths["log_file"])
+        found = reload_daemon()
+        assert f"Found hook script {hook}" in found, found
+        try:
+            yield Lab(fs, log, tmp, layout, hook)
+        finally:
+            cleanup_test_domains()
+            remove_hooks()
+            CONFIG_FILE.unlink(missing_ok=True)

@@ -1,0 +1,302 @@
+"""Issue 8 item 5: NVIDIA's vendor-specific vGPU interface (vGPU 17+, kernel >= 6.8; not mdev), behind the opt-in
+`<device kind="nvidia-vf" parent="PF or VF" type="ID"/>` for a `<hostdev type='pci' managed='yes'>`.
+
+The real hook (subprocess, libvirt's environment) and the real CLI against the FUSE fake's H200X profile: VFs
+0000:41:00.4-.7 of PF 0000:41:00.0, each with nvidia/creatable_vgpu_types (shrinks as the GPU fills) and
+nvidia/current_vgpu_type. What is checked is what the fake kernel saw (its journal) and what the VF files read.
+The fake's errnos for current_vgpu_type (EINVAL: not creatable now, EBUSY: a type is already set) are our guess:
+NVIDIA documents none.
+"""
+
+import itertools
+import json
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hookrun import HookEnv
+from test_advanced_devices import cli, one_line
+
+PF = "0000:41:00.0"
+VF0, VF1, VF2, VF3 = "0000:41:00.4", "0000:41:00.5", "0000:41:00.6", "0000:41:00.7"
+FULL, SLICE = "1428", "1414"  # NVIDIA H200X-141C (one per GPU), NVIDIA H200X-1-18C (7 per GPU)
+DOM1 = "5909df77-0544-4c25-b292-6027c2468ce1"
+DOM2 = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def pci_hostdev(addr: str, managed: str = "yes") -> str:
+    dom, bus, rest = addr.split(":")
+    slot, fn = rest.split(".")
+    return (f"<hostdev mode='subsystem' type='pci' managed='{managed}'><source>"
+            f"<address domain='0x{dom}' bus='0x{bus}' slot='0x{slot}' function='0x{fn}'/></source></hostdev>")
+
+
+def vf_xml(name: str, dom: str, entries: list[tuple[str, str]], hostdevs: list[str], prefixed: bool = True,
+           managed: str = "yes", extra_meta: str = "") -> bytes:
+    """A domain with managed PCI hostdevs (VF addresses) and kind="nvidia-vf" entries (parent, type)."""
+    p = "mh:" if prefixed else ""
+    meta = "".join(f'<{p}device kind="nvidia-vf" parent="{par}" type="{t}"/>' for par, t in entries)
+    devs = "".join(pci_hostdev(a, managed) for a in hostdevs)
+    return f"""<domain type='kvm'><name>{name}</name><uuid>{dom}</uuid>
+  <metadata><mh:mdevs xmlns:mh="urn:mdev-hooks:domain:1">{meta}{extra_meta}</mh:mdevs></metadata>
+  <devices>{devs}</devices></domain>""".encode()
+
+
+def vgpu_writes(fs: Any) -> list[tuple[str, str, str]]:
+    """(VF, data written, result) of every write the hook made to a current_vgpu_type file (not the test's own)."""
+    return [(e["parent"], e["data"], e["result"]) for e in fs.journal()
+            if e.get("actor") == "user" and e["pid"] != os.getpid() and e["path"].endswith("nvidia/current_vgpu_type")]
+
+
+def current(fs: Any, vf: str) -> str:
+    return str(fs.read(f"bus/pci/devices/{vf}/nvidia/current_vgpu_type")).strip()
+
+
+def creatable(fs: Any, vf: str) -> list[str]:
+    lines = str(fs.read(f"bus/pci/devices/{vf}/nvidia/creatable_vgpu_types")).splitlines()
+    return [line.split(":")[0].strip() for line in lines[1:]]
+
+
+@pytest.fixture
+def h200(fakesysfs: Callable[..., Any], tmp_path: Path) -> tuple[Any, HookEnv]:
+    fs = fakesysfs("nvidia-h200x-vendor-vfio")
+    return fs, HookEnv(tmp_path / "hook", fs.root)
+
+
+@pytest.mark.parametrize("named", [VF0, PF])
+@pytest.mark.parametrize("prefixed", [True, False])
+def test_type_written_before_start_and_zero_after_stop(h200: tuple[Any, HookEnv], named: str,
+                                                       prefixed: bool) -> None:
+    fs, h = h200
+    doc = vf_xml("guest1", DOM1, [(named, FULL)], [VF0], prefixed=prefixed)
+    r = h.run("guest1", "prepare", "begin", doc)
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+    assert vgpu_writes(fs) == [(VF0, repr(FULL.encode()), "ok")]  # the id, no newline (vgpu-device-manager)
+    assert current(fs, VF0) == FULL
+    assert creatable(fs, VF1) == []  # 141C takes the whole GPU: the other VFs can take nothing now
+    claim = json.loads((h.state_dir / f"{VF0}.json").read_text())
+    assert {k: claim[k] for k in ("mdev", "kind", "parent", "pf", "type", "state", "domain_uuid")} == {
+        "mdev": VF0, "kind": "nvidia-vf", "parent": VF0, "pf": PF, "type": FULL, "state": "created",
+        "domain_uuid": DOM1}
+    st = cli(h, "status")
+    assert st.returncode == 0, st.stderr
+    row = next(line for line in st.stdout.splitlines() if line.strip().startswith(VF0) and "guest1" in line)
+    assert f"VF of {PF}" in row and f"vGPU {FULL}" in row and "created" in row
+    # libvirt's other calls for the domain touch nothing
+    for op, sub in (("start", "begin"), ("started", "begin"), ("stopped", "end")):
+        assert h.run("guest1", op, sub, doc).returncode == 0
+    assert h.run("guest1", "release", "end", doc).returncode == 0
+    assert vgpu_writes(fs)[1:] == [(VF0, "b'0'", "ok")]
+    assert current(fs, VF0) == "0" and creatable(fs, VF1) == [FULL, SLICE]
+    assert h.ledger() == []
+    events = [e["event"] for e in h.events()]
+    assert "vgpu.set" in events and "vgpu.cleared" in events
+    # release is idempotent: nothing more is written
+    assert h.run("guest1", "release", "end", doc).returncode == 0 and len(vgpu_writes(fs)) == 2
+
+
+def test_pf_entries_take_the_domains_vfs_in_document_order(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    # three 1-18C slices on one GPU: the domain's hostdevs say which VFs (the hook never picks a VF itself)
+    doc = vf_xml("guest1", DOM1, [(PF, SLICE), (PF, SLICE), (VF1, SLICE)], [VF2, VF1, VF3])
+    r = h.run("guest1", "prepare", "begin", doc)
+    assert r.returncode == 0, r.stderr
+    # VF1 is named by its own entry; the PF entries take the remaining hostdevs in document order (VF2, VF3);
+    # the writes go in the hostdevs' document order
+    assert vgpu_writes(fs) == [(VF2, "b'1414'", "ok"), (VF1, "b'1414'", "ok"), (VF3, "b'1414'", "ok")]
+    assert [current(fs, v) for v in (VF0, VF1, VF2, VF3)] == ["0", SLICE, SLICE, SLICE]
+    assert creatable(fs, VF0) == [SLICE]  # one type per GPU: 141C no longer fits
+    assert h.run("guest1", "release", "end", doc).returncode == 0
+    # removal in reverse order of creation
+    assert [w[0] for w in vgpu_writes(fs)[3:]] == [VF3, VF1, VF2]
+    assert [current(fs, v) for v in (VF0, VF1, VF2, VF3)] == ["0"] * 4 and h.ledger() == []
+
+
+def test_type_not_creatable_now_fails_with_what_is_creatable_and_writes_nothing(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    assert h.run("a", "prepare", "begin", vf_xml("a", DOM1, [(VF0, SLICE)], [VF0])).returncode == 0
+    r = h.run("b", "prepare", "begin", vf_xml("b", DOM2, [(PF, FULL)], [VF1]))
+    err = one_line(r.stderr)
+    assert r.returncode == 1 and r.stdout == b""
+    assert f"NVIDIA vGPU type {FULL} on VF {VF1} of PF {PF}" in err and "cannot take type 1428 now" in err
+    assert f"creatable now: {SLICE} (NVIDIA H200X-1-18C)" in err
+    assert len(vgpu_writes(fs)) == 1 and current(fs, VF1) == "0"
+    assert h.ledger() == [f"{VF0}.json"]
+
+
+def test_rollback_of_second_vf_clears_the_first_and_names_the_errno(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    fs.control(cmd="fail", op="create", parent=VF1, errno="EIO")
+    doc = vf_xml("guest1", DOM1, [(VF0, SLICE), (VF1, SLICE), (VF2, SLICE)], [VF0, VF1, VF2])
+    r = h.run("guest1", "prepare", "begin", doc)
+    err = one_line(r.stderr)
+    assert r.returncode == 1 and f"VF {VF1}" in err and "EIO" in err and "current_vgpu_type" in err
+    assert vgpu_writes(fs) == [(VF0, "b'1414'", "ok"), (VF1, "b'1414'", "EIO"), (VF0, "b'0'", "ok")]
+    assert [current(fs, v) for v in (VF0, VF1, VF2)] == ["0", "0", "0"] and h.ledger() == []
+    assert h.run("guest1", "release", "end", doc).returncode == 0 and len(vgpu_writes(fs)) == 3
+
+
+def test_busy_vf_set_by_someone_else_is_refused_and_never_cleared(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    fs.write(f"bus/pci/devices/{VF0}/nvidia/current_vgpu_type", SLICE)  # another tool set it (actor external)
+    r = h.run("guest1", "prepare", "begin", vf_xml("guest1", DOM1, [(VF0, FULL)], [VF0]))
+    err = one_line(r.stderr)
+    assert r.returncode == 1 and f"already has vGPU type {SLICE}" in err
+    assert h.run("guest1", "release", "end", vf_xml("guest1", DOM1, [(VF0, FULL)], [VF0])).returncode == 0
+    assert vgpu_writes(fs) == [] and current(fs, VF0) == SLICE
+
+
+def test_vf_already_set_to_the_type_is_adopted_and_left_set(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    fs.write(f"bus/pci/devices/{VF0}/nvidia/current_vgpu_type", SLICE)
+    doc = vf_xml("guest1", DOM1, [(PF, SLICE)], [VF0])
+    assert h.run("guest1", "prepare", "begin", doc).returncode == 0
+    assert json.loads((h.state_dir / f"{VF0}.json").read_text())["state"] == "adopted"
+    assert h.run("guest1", "release", "end", doc).returncode == 0
+    assert vgpu_writes(fs) == [] and current(fs, VF0) == SLICE and h.ledger() == []
+
+
+def test_two_domains_cannot_share_a_vf(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    assert h.run("a", "prepare", "begin", vf_xml("a", DOM1, [(VF0, SLICE)], [VF0])).returncode == 0
+    r = h.run("b", "prepare", "begin", vf_xml("b", DOM2, [(VF0, SLICE)], [VF0]))
+    err = one_line(r.stderr)
+    assert r.returncode == 1 and f"VF {VF0}" in err and "ledger gives it to domain a" in err
+    # b's release (libvirt runs it after the failed start) must not clear a's vGPU
+    assert h.run("b", "release", "end", vf_xml("b", DOM2, [(VF0, SLICE)], [VF0])).returncode == 0
+    assert current(fs, VF0) == SLICE and len(vgpu_writes(fs)) == 1
+
+
+def test_concurrent_starts_on_one_gpu_are_serialised_by_the_pf_lock(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    fs.control(cmd="delay", op="create", ms=400)
+    doms = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)]
+    # each domain one 1-18C slice on its own VF; two name the VF, two the PF
+    docs = [vf_xml(f"g{i}", d, [(PF if i % 2 else vf, SLICE)], [vf])
+            for i, (d, vf) in enumerate(zip(doms, (VF0, VF1, VF2, VF3), strict=True))]
+    procs = [h.start(f"g{i}", "prepare", "begin", doc) for i, doc in enumerate(docs)]
+    results = [(p.wait(60), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    assert all(rc == 0 for rc, _ in results), results
+    sets = sorted((e for e in fs.journal() if e["op"] == "create" and e.get("actor") == "user"),
+                  key=lambda e: e["t0"])
+    assert len(sets) == 4
+    for a, b in itertools.pairwise(sets):
+        assert b["t0"] >= a["t1"], "two vGPU type writes on one GPU overlapped: the PF lock did not hold"
+    threads = [threading.Thread(target=h.run, args=(f"g{i}", "release", "end", doc)) for i, doc in enumerate(docs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [current(fs, v) for v in (VF0, VF1, VF2, VF3)] == ["0"] * 4 and h.ledger() == []
+
+
+def test_killed_after_the_write_release_still_clears_it(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    doc = vf_xml("guest1", DOM1, [(VF0, SLICE)], [VF0])
+    r = h.run("guest1", "prepare", "begin", doc, MDEV_HOOKS_TEST_KILL_AT="created")
+    assert r.returncode == -9
+    assert current(fs, VF0) == SLICE
+    assert json.loads((h.state_dir / f"{VF0}.json").read_text())["state"] == "intent"
+    assert h.run("guest1", "release", "end", doc).returncode == 0
+    assert current(fs, VF0) == "0" and h.ledger() == []
+
+
+@pytest.mark.parametrize(("entries", "hostdevs", "managed", "why"), [
+    ([("0000:42:00.0", FULL)], [VF0], "yes", "a PF the hostdev's VF does not belong to"),
+    ([(VF1, FULL)], [VF0], "yes", "a VF the domain has no hostdev for"),
+    ([(VF0, FULL)], [VF0], "no", "an unmanaged hostdev: the user's own"),
+])
+def test_entry_without_its_managed_hostdev_is_ignored_with_a_warning(
+        h200: tuple[Any, HookEnv], entries: list[tuple[str, str]], hostdevs: list[str], managed: str,
+        why: str) -> None:
+    fs, h = h200
+    doc = vf_xml("guest1", DOM1, entries, hostdevs, managed=managed)
+    assert h.run("guest1", "prepare", "begin", doc).returncode == 0, why
+    assert vgpu_writes(fs) == [] and h.ledger() == []
+    assert any(e["event"] == "metadata.unused" and e.get("kind") == "nvidia-vf" for e in h.events()), why
+
+
+@pytest.mark.parametrize(("entry", "expect"), [
+    ('<mh:device kind="nvidia-vf" parent="0000:41:00.4" type="nvidia-1428"/>', "is not a vGPU type id"),
+    ('<mh:device kind="nvidia-vf" parent="0000:41:00.4" type="0"/>', "is not a vGPU type id"),
+    ('<mh:device kind="nvidia-vf" parent="../../../etc" type="1428"/>', "parent must be the PCI address"),
+    ('<mh:device kind="nvidia-vf" parent="0000:41:00.4" type="1428"><mh:attr name="a" value="1"/></mh:device>',
+     "<attr> is for mdevs"),
+    ('<mh:device kind="nvidia_vf" parent="0000:41:00.4" type="1428"/>', "unknown kind"),
+])
+def test_bad_entries_are_one_line_errors(h200: tuple[Any, HookEnv], entry: str, expect: str) -> None:
+    fs, h = h200
+    doc = vf_xml("guest1", DOM1, [], [VF0], extra_meta=entry)
+    r = h.run("guest1", "prepare", "begin", doc)
+    assert r.returncode == 1 and expect in one_line(r.stderr)
+    assert vgpu_writes(fs) == []
+
+
+def test_two_entries_for_one_vf_is_an_error(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    r = h.run("guest1", "prepare", "begin", vf_xml("guest1", DOM1, [(VF0, FULL), (VF0, SLICE)], [VF0]))
+    assert r.returncode == 1 and "more than one" in one_line(r.stderr) and vgpu_writes(fs) == []
+
+
+def test_dry_run_writes_nothing(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    h.write("dry_run = true")
+    doc = vf_xml("guest1", DOM1, [(PF, FULL)], [VF0])
+    assert h.run("guest1", "prepare", "begin", doc).returncode == 0
+    assert vgpu_writes(fs) == [] and h.ledger() == []
+    assert any(e["event"] == "vgpu.would_set" and e["vf"] == VF0 for e in h.events())
+
+
+def test_plan_shows_the_vf_the_type_and_the_file_it_writes(h200: tuple[Any, HookEnv], tmp_path: Path) -> None:
+    fs, h = h200
+    path = tmp_path / "d.xml"
+    path.write_bytes(vf_xml("guest1", DOM1, [(PF, FULL)], [VF0]))
+    r = cli(h, "plan", str(path))
+    assert r.returncode == 0, r.stderr
+    assert f"set NVIDIA vGPU type {FULL} on VF {VF0} of PF {PF}: write {FULL} to " \
+        f"{fs.root}/bus/pci/devices/{VF0}/nvidia/current_vgpu_type" in r.stdout
+    assert "NVIDIA H200X-141C" in r.stdout and "verdict: a start would succeed" in r.stdout
+    j = json.loads(cli(h, "plan", "--json", str(path)).stdout)
+    assert {k: j["mdevs"][0][k] for k in ("kind", "vf", "pf", "type", "action", "verdict")} == {
+        "kind": "nvidia-vf", "vf": VF0, "pf": PF, "type": FULL, "action": "create", "verdict": "ok"}
+    assert vgpu_writes(fs) == []
+    # a GPU that cannot take it: plan says why, exit 1
+    fs.write(f"bus/pci/devices/{VF1}/nvidia/current_vgpu_type", SLICE)
+    r = cli(h, "plan", str(path))
+    assert r.returncode == 1 and "cannot take type 1428 now" in r.stdout
+
+
+def test_policy_applies_to_the_named_parent(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    h.write('allowed_parents = ["0000:81:*"]')
+    r = h.run("guest1", "prepare", "begin", vf_xml("guest1", DOM1, [(PF, FULL)], [VF0]))
+    assert r.returncode == 1 and "is not allowed by allowed_parents" in one_line(r.stderr)
+    assert vgpu_writes(fs) == []
+
+
+def test_status_lists_vendor_vfs_and_marks_external_types(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    fs.write(f"bus/pci/devices/{VF3}/nvidia/current_vgpu_type", SLICE)
+    assert h.run("g", "prepare", "begin", vf_xml("g", DOM1, [(PF, SLICE)], [VF0])).returncode == 0
+    j = json.loads(cli(h, "status", "--json").stdout)
+    by_vf = {v["vf"]: v for v in j["vgpu_vfs"]}
+    assert set(by_vf) == {VF0, VF1, VF2, VF3} and by_vf[VF0]["current_type"] == SLICE
+    assert [c["type"] for c in by_vf[VF1]["creatable"]] == [SLICE]
+    owners = {d["uuid"]: d["owner"] for d in j["devices"] if d["kind"] == "nvidia-vf"}
+    assert owners == {VF0: f"g ({DOM1})", VF3: "external"}
+
+
+def test_types_lists_what_each_vf_can_take_now(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    fs.write(f"bus/pci/devices/{VF0}/nvidia/current_vgpu_type", SLICE)
+    r = cli(h, "types", "--parent", PF)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[2:]}
+    assert list(rows) == [VF0, VF1, VF2, VF3]
+    assert rows[VF0].split()[2] == SLICE and "1414 NVIDIA H200X-1-18C" in rows[VF1] and "141C" not in rows[VF1]
+    one = json.loads(cli(h, "types", "--json", "--parent", VF1).stdout)
+    assert one == [{"vf": VF1, "pf": PF, "current_type": "0",
+                    "creatable": [{"type": SLICE, "name": "NVIDIA H200X-1-18C"}]}]
