@@ -300,3 +300,72 @@ def test_types_lists_what_each_vf_can_take_now(h200: tuple[Any, HookEnv]) -> Non
     one = json.loads(cli(h, "types", "--json", "--parent", VF1).stdout)
     assert one == [{"vf": VF1, "pf": PF, "current_type": "0",
                     "creatable": [{"type": SLICE, "name": "NVIDIA H200X-1-18C"}]}]
+
+
+def test_release_while_the_vf_is_still_bound_to_vfio_pci_keeps_the_claim_and_says_what_to_do(
+        h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    doc = vf_xml("guest1", DOM1, [(VF0, SLICE)], [VF0])
+    assert h.run("guest1", "prepare", "begin", doc).returncode == 0
+    fs.control(cmd="unbind", vf=VF0)  # libvirt detached it for the VM and could not give it back to nvidia
+    r = h.run("guest1", "release", "end", doc)
+    err = one_line(r.stderr)
+    assert r.returncode == 1 and f"could not clear vGPU type {SLICE} on VF {VF0}" in err
+    assert "virsh nodedev-reattach pci_0000_41_00_4" in err
+    assert h.ledger() == [f"{VF0}.json"] and len(vgpu_writes(fs)) == 1
+    fs.control(cmd="bind", vf=VF0)  # reattached: release (or gc) now clears it
+    assert current(fs, VF0) == SLICE
+    assert h.run("guest1", "release", "end", doc).returncode == 0
+    assert current(fs, VF0) == "0" and h.ledger() == []
+
+
+def test_transient_ebusy_on_clear_is_retried(h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    doc = vf_xml("guest1", DOM1, [(VF0, SLICE)], [VF0])
+    assert h.run("guest1", "prepare", "begin", doc).returncode == 0
+    fs.control(cmd="fail", op="remove", parent=VF0, errno="EBUSY", count=2)
+    assert h.run("guest1", "release", "end", doc).returncode == 0
+    assert [w[1:] for w in vgpu_writes(fs)[1:]] == [("b'0'", "EBUSY"), ("b'0'", "EBUSY"), ("b'0'", "ok")]
+    assert current(fs, VF0) == "0" and h.ledger() == []
+
+
+def test_persistent_clear_failure_is_one_line_with_the_command_and_keeps_the_claim(
+        h200: tuple[Any, HookEnv]) -> None:
+    fs, h = h200
+    h.write("remove_timeout = 0.5")
+    doc = vf_xml("guest1", DOM1, [(VF0, SLICE)], [VF0])
+    assert h.run("guest1", "prepare", "begin", doc).returncode == 0
+    fs.control(cmd="fail", op="remove", parent=VF0, errno="EIO", count=1)
+    r = h.run("guest1", "release", "end", doc)
+    err = one_line(r.stderr)
+    assert r.returncode == 1 and "EIO" in err and f"echo 0 > /sys/bus/pci/devices/{VF0}/nvidia/current_vgpu_type" in err
+    assert h.ledger() == [f"{VF0}.json"]
+
+
+@pytest.mark.parametrize("op", ["migrate", "restore"])
+def test_incoming_check_refuses_a_full_gpu_early_and_silently_on_stdout(h200: tuple[Any, HookEnv], op: str) -> None:
+    fs, h = h200
+    doc = vf_xml("guest1", DOM1, [(PF, FULL)], [VF0])
+    r = h.run("guest1", op, "begin", doc)
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+    fs.write(f"bus/pci/devices/{VF2}/nvidia/current_vgpu_type", SLICE)
+    r = h.run("guest1", op, "begin", doc)
+    err = one_line(r.stderr)
+    assert r.returncode == 1 and r.stdout == b"" and "cannot take type 1428 now" in err and f"at {op} begin" in err
+    assert vgpu_writes(fs) == [] and h.ledger() == []
+
+
+def test_gc_clears_the_vgpu_of_a_domain_that_is_not_running(fakesysfs: Callable[..., Any], tmp_path: Path) -> None:
+    from test_cli import World
+
+    w = World(fakesysfs("nvidia-h200x-vendor-vfio"), tmp_path)
+    doc = vf_xml("gone", DOM1, [(PF, SLICE)], [VF0])
+    assert w.hook.run("gone", "prepare", "begin", doc).returncode == 0  # then libvirtd died: no release
+    w.fs.write(f"bus/pci/devices/{VF1}/nvidia/current_vgpu_type", SLICE)  # someone else's: never touched
+    r = w.cli("gc", "--dry-run")
+    assert r.returncode == 0 and f"would remove vGPU type {SLICE} on VF {VF0} of domain gone ({DOM1})" in r.stdout
+    assert current(w.fs, VF0) == SLICE
+    r = w.cli("gc")
+    assert r.returncode == 0, r.stderr
+    assert f"removed vGPU type {SLICE} on VF {VF0} of domain gone ({DOM1})" in r.stdout
+    assert (current(w.fs, VF0), current(w.fs, VF1)) == ("0", SLICE) and w.hook.ledger() == []

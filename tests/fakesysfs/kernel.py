@@ -568,6 +568,17 @@ class Kernel:
             self.remove_now(str(cmd["uuid"]).lower(), "external", pid)
         elif name == "unregister":
             self.unregister(cmd["parent"], pid)
+        elif name in ("unbind", "bind"):
+            # a vendor-VFIO VF leaving the nvidia driver (libvirt's managed='yes' binds it to vfio-pci for the VM)
+            # loses its nvidia/ directory; its vGPU type stays set. bind gives the directory back.
+            p = self.host.parents[cmd["vf"]]
+            if p.interface != profiles.VENDOR_VFIO:
+                raise ValueError(f"{p.name} is not a vendor-VFIO VF")
+            with self.lock:
+                if name == "unbind":
+                    self.tree.drop(f"{p.path}/nvidia")
+                else:
+                    self._build_vendor_vfio(p)
         elif name == "exhaust_errno":
             with self.lock:
                 self.rules.exhaust[cmd.get("parent")] = errno_of(cmd["errno"])
