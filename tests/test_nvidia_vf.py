@@ -193,15 +193,33 @@ def test_concurrent_starts_on_one_gpu_are_serialised_by_the_pf_lock(h200: tuple[
     assert [current(fs, v) for v in (VF0, VF1, VF2, VF3)] == ["0"] * 4 and h.ledger() == []
 
 
-def test_killed_after_the_write_release_still_clears_it(h200: tuple[Any, HookEnv]) -> None:
+@pytest.mark.parametrize("point", ["locked", "intent_written", "intent_written:2", "created", "created:2",
+                                   "verified", "ledger_updated", "rolled_back"])
+def test_prepare_killed_at_any_step_leaves_nothing_after_release(h200: tuple[Any, HookEnv], point: str) -> None:
+    """SIGKILL at each step of a two-VF prepare (rolled_back: during the rollback after the 2nd VF's EIO), then
+    libvirt's release: every VF back at 0, no claim left; a VF set by someone else never touched."""
     fs, h = h200
-    doc = vf_xml("guest1", DOM1, [(VF0, SLICE)], [VF0])
-    r = h.run("guest1", "prepare", "begin", doc, MDEV_HOOKS_TEST_KILL_AT="created")
-    assert r.returncode == -9
-    assert current(fs, VF0) == SLICE
-    assert json.loads((h.state_dir / f"{VF0}.json").read_text())["state"] == "intent"
+    fs.write(f"bus/pci/devices/{VF3}/nvidia/current_vgpu_type", SLICE)  # not ours
+    if point == "rolled_back":
+        fs.control(cmd="fail", op="create", parent=VF1, errno="EIO")
+    doc = vf_xml("guest1", DOM1, [(VF0, SLICE), (PF, SLICE)], [VF0, VF1])
+    r = h.run("guest1", "prepare", "begin", doc, MDEV_HOOKS_TEST_KILL_AT=point)
+    assert r.returncode == -9, (point, r.stderr)
     assert h.run("guest1", "release", "end", doc).returncode == 0
-    assert current(fs, VF0) == "0" and h.ledger() == []
+    assert [current(fs, v) for v in (VF0, VF1, VF2, VF3)] == ["0", "0", "0", SLICE] and h.ledger() == []
+    # and the domain starts again afterwards
+    assert h.run("guest1", "prepare", "begin", doc).returncode == 0
+    assert [current(fs, v) for v in (VF0, VF1)] == [SLICE, SLICE]
+
+
+@pytest.mark.parametrize("point", ["release_locked", "removed"])
+def test_release_killed_midway_is_finished_by_the_next_release(h200: tuple[Any, HookEnv], point: str) -> None:
+    fs, h = h200
+    doc = vf_xml("guest1", DOM1, [(VF0, SLICE), (VF1, SLICE)], [VF0, VF1])
+    assert h.run("guest1", "prepare", "begin", doc).returncode == 0
+    assert h.run("guest1", "release", "end", doc, MDEV_HOOKS_TEST_KILL_AT=point).returncode == -9
+    assert h.run("guest1", "release", "end", doc).returncode == 0
+    assert [current(fs, v) for v in (VF0, VF1)] == ["0", "0"] and h.ledger() == []
 
 
 @pytest.mark.parametrize(("entries", "hostdevs", "managed", "why"), [
