@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from mdev_hooks import __version__, config, lifecycle
+from mdev_hooks import __version__, config, lifecycle, steps
 from mdev_hooks.errors import HookError
 from mdev_hooks.names import canonical_uuid, is_valid_name
 
@@ -88,8 +88,8 @@ def _load_config(args: argparse.Namespace) -> config.Config:
     return cfg
 
 
-def _env(args: argparse.Namespace, log: Any = None) -> lifecycle.Env:
-    return lifecycle.Env.from_config(_load_config(args), log if log is not None else _NullLog())
+def _env(args: argparse.Namespace, log: Any = None) -> steps.Env:
+    return steps.Env.from_config(_load_config(args), log if log is not None else _NullLog())
 
 
 def _virsh(args: argparse.Namespace) -> Any:
@@ -253,7 +253,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
     except VirshError as e:
         raise HookError(f"gc: cannot tell which domains are running, so nothing was removed: {e}") from None
     log = _NullLog() if dry else logsetup.setup(cfg.log_file, op="gc", pid=os.getpid())
-    env = lifecycle.Env.from_config(cfg, log)
+    env = steps.Env.from_config(cfg, log)
     out = gc.gc(env, running, dry, asked_at)
     for line in out.lines:
         print(line)

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from mdev_hooks import ledger as L
-from mdev_hooks import lifecycle
+from mdev_hooks import lifecycle, sriov, steps
 from mdev_hooks.domain import NVIDIA_VF
 from mdev_hooks.errors import HookError
 from mdev_hooks.locks import parent_locks
@@ -64,7 +64,7 @@ def holders(sysfs: Sysfs, uuid: str, kind: str = "mdev") -> list[int]:
 
 def _plan_claim(c: L.Claim, sysfs: Sysfs) -> tuple[str, str]:
     """(verb, why) for a claim of a domain that is not running."""
-    dev = lifecycle.current_device(sysfs, c.kind, c.mdev)
+    dev = steps.current_device(sysfs, c.kind, c.mdev)
     if dev is None:
         return "forget", "device gone"
     if (dev.parent, dev.type) != (c.parent, c.type):
@@ -95,7 +95,7 @@ def _stale_tmp(state_dir: str, now: float) -> list[str]:
     return stale
 
 
-def gc(env: lifecycle.Env, running: set[str], dry_run: bool, asked_at: float) -> Outcome:
+def gc(env: steps.Env, running: set[str], dry_run: bool, asked_at: float) -> Outcome:
     """Clean up. `running`: the active domains' UUIDs, as `virsh list` answered when asked at `asked_at`
     (time.time()). A domain whose claims were written after that is skipped: it is starting. (`virsh list` waits
     for a domain that is half-way through its start, so it is listed once its prepare is done.) What is left is a
@@ -150,10 +150,10 @@ def gc(env: lifecycle.Env, running: set[str], dry_run: bool, asked_at: float) ->
     return out
 
 
-def _gone_of_running(env: lifecycle.Env, claims: list[L.Claim], dry_run: bool, out: Outcome) -> None:
+def _gone_of_running(env: steps.Env, claims: list[L.Claim], dry_run: bool, out: Outcome) -> None:
     """Drop entries of a running domain whose device is gone or replaced; never touch a device."""
     def stale(c: L.Claim) -> str | None:
-        dev = lifecycle.current_device(env.sysfs, c.kind, c.mdev)
+        dev = steps.current_device(env.sysfs, c.kind, c.mdev)
         if dev is None:
             return "device gone"
         if (dev.parent, dev.type) != (c.parent, c.type):
@@ -167,7 +167,7 @@ def _gone_of_running(env: lifecycle.Env, claims: list[L.Claim], dry_run: bool, o
         out.lines += [f"would forget {_what(c)}: {stale(c)} (domain running)" for c in suspects]
         return
     # under the parent's lock no prepare is half-way, so an entry without its device is really stale
-    locks = (c.pf or lifecycle.lock_name(env, c.parent) for c in suspects)
+    locks = (c.pf or sriov.lock_name(env, c.parent) for c in suspects)
     with parent_locks(env.cfg.lock_dir, locks, env.cfg.lock_timeout, env.log):
         for c in suspects:
             why = stale(c)

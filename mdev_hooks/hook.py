@@ -94,7 +94,7 @@ def run(name: str, op: str, data: bytes) -> int:
     log = None
     try:
         # inside the try: a broken install (lxml, structlog or filelock missing) is one line, not a traceback
-        from mdev_hooks import config, lifecycle
+        from mdev_hooks import config, lifecycle, steps
 
         cfg = config.load()
         from mdev_hooks import domain as dom
@@ -113,7 +113,7 @@ def run(name: str, op: str, data: bytes) -> int:
             log.warning("release.xml_incomplete", error=str(e))
             parsed = dom.Domain(name=name, uuid=dom.domain_uuid(data))
         log = log.bind(domain_uuid=parsed.uuid)
-        env = lifecycle.Env.from_config(cfg, log)
+        env = steps.Env.from_config(cfg, log)
         parsed = lifecycle.resolve(parsed, env)
         log.info("hook.invoked", mdevs=[m.uuid for m in parsed.mdevs])
         for m in parsed.unused:

@@ -1,6 +1,8 @@
 """prepare and release: validation, per-parent locks, the ledger, create/verify/rollback, remove.
 
 `validate` is the single source of truth for "would this start work" and is shared with `mdev-hooks plan`.
+SR-IOV VF choice is in sriov.py, NVIDIA's vendor interface (kind="nvidia-vf") in vgpu.py, what every kind of device
+shares (Env, Step, the ledger claim) in steps.py.
 """
 
 import errno
@@ -9,7 +11,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from mdev_hooks import ledger as L
@@ -19,91 +21,13 @@ from mdev_hooks.errors import HookError
 from mdev_hooks.faultpoint import reached
 from mdev_hooks.locks import parent_locks
 from mdev_hooks.names import is_pci_address
-from mdev_hooks.sysfs import MdevDevice, Sysfs
+from mdev_hooks.sriov import lock_name, pick_vf, sriov_vfs
+from mdev_hooks.steps import ADOPT, CREATE, KEEP, Env, Step, current_device, drop, ms, take, thing, what
+from mdev_hooks.sysfs import MdevDevice
 
-CREATE, ADOPT, KEEP = "create", "adopt", "keep"
 NVIDIA_VENDOR = "0x10de"
 # "no instance left" differs per driver and kernel version (kernel-mdev-abi.md §2.2): never assume one errno
 EXHAUSTED = {errno.EUSERS, errno.ENOSPC, errno.EPERM, errno.ENOMEM}
-
-
-@dataclass(frozen=True)
-class Env:
-    cfg: Config
-    sysfs: Sysfs
-    ledger: L.Ledger
-    log: Any
-
-    @classmethod
-    def from_config(cls, cfg: Config, log: Any) -> "Env":
-        return cls(cfg, Sysfs(cfg.sysfs_root), L.Ledger(cfg.state_dir), log)
-
-
-@dataclass(frozen=True)
-class Step:
-    mdev: ManagedMdev
-    action: str  # create | adopt | keep
-    available: int | None
-    problem: str | None  # the one-line reason this start would fail, None if fine
-    pf: str | None = None  # SR-IOV: the PF the domain named; mdev.parent is then the VF chosen on it
-    choice: str | None = None  # SR-IOV: why that VF
-
-
-def _what(m: ManagedMdev) -> str:
-    mapped = f", mapped from {m.mapped_from} by [parents]" if m.mapped_from else ""
-    if m.kind == NVIDIA_VF:
-        on = f"VF {m.uuid} of PF {m.parent}" if m.uuid and m.parent != m.uuid else f"VF {m.uuid or m.parent}"
-        return f"NVIDIA vGPU type {m.type} on {on}{mapped}"
-    return f"mdev {m.uuid} (type {m.type} on {m.parent}{mapped})"
-
-
-def current_device(sysfs: Sysfs, kind: str, key: str) -> MdevDevice | None:
-    """What exists now for a ledger key: the mdev with that UUID, or (kind nvidia-vf) the vGPU type set on that VF
-    as a device whose uuid and parent are the VF; None if nothing."""
-    return sysfs.vgpu(key) if kind == NVIDIA_VF else sysfs.device(key)
-
-
-def sriov_vfs(env: Env, parent: str) -> list[str] | None:
-    """The VFs, in PCI address order, that are mdev parents, when `parent` is an SR-IOV physical function whose VFs
-    are the mdev parents (NVIDIA Ampere and later) and not itself an mdev parent; else None."""
-    sysfs = env.sysfs
-    if sysfs.parent_dir(parent) is not None:
-        return None
-    return [vf for vf in sysfs.vfs(parent) if sysfs.parent_dir(vf) is not None] or None
-
-
-def lock_name(env: Env, parent: str) -> str:
-    """The lock a parent is used under: a VF's PF (the VFs of one PF are only used under the PF's lock, whether a
-    domain names the PF or one of its VFs), else the parent itself."""
-    return env.sysfs.physfn(parent) or parent
-
-
-def _pick_vf(env: Env, m: ManagedMdev, vfs: list[str], taken: set[str]) -> Step:
-    """The first VF of PF m.parent, in address order, that offers m.type and has a free instance, and that this
-    domain does not take already; or a Step naming the problem."""
-    sysfs = env.sysfs
-    offering = [vf for vf in vfs if sysfs.offers(vf, m.type)]
-    what = f"mdev {m.uuid} (type {m.type} on PF {m.parent})"
-    if not offering:
-        offered = sorted({t for vf in vfs[:4] for t in sysfs.types(vf)})
-        return Step(m, CREATE, None, (
-            f"cannot create {what}: none of the {len(vfs)} VFs of PF {m.parent} offers type {m.type} (offered: "
-            f"{', '.join(offered[:12]) or 'none'}; see `mdev-hooks types --parent {vfs[0]}`)"), pf=m.parent)
-    for i, vf in enumerate(offering):
-        avail = sysfs.available(vf, m.type) if vf not in taken else None
-        if avail is not None and avail >= 1:
-            taken.add(vf)
-            before = f"; {i} before it taken or full" if i else ""
-            return Step(replace(m, parent=vf), CREATE, avail, None, pf=m.parent, choice=(
-                f"the first of the {len(vfs)} VFs of PF {m.parent}, in address order, with a free instance of "
-                f"{m.type}{before}"))
-    used = Counter(d.type for d in sysfs.devices() if d.parent in vfs)
-    in_use = ", ".join(f"{n} x {t}" for t, n in sorted(used.items())) or "none"
-    mine = f"; this domain takes {len(taken & set(vfs))} of them" if taken & set(vfs) else ""
-    return Step(m, CREATE, 0, (
-        f"cannot create {what}: no VF of PF {m.parent} has a free instance of type {m.type} ({len(vfs)} VFs; "
-        f"vGPUs on them: {in_use}{mine}; on NVIDIA: per-GPU maximum reached, or another type already on the GPU)"
-    ), pf=m.parent)
 
 
 def _in_use(env: Env, m: ManagedMdev, limit: int = 4) -> str:
@@ -121,23 +45,23 @@ def _parent_problem(env: Env, m: ManagedMdev) -> str | None:
         if vfs is not None:  # an SR-IOV PF: fine if one of its VFs offers the type (which one: at prepare)
             if any(sysfs.offers(vf, m.type) for vf in vfs):
                 return None
-            return _pick_vf(env, m, vfs, set()).problem
+            return pick_vf(env, m, vfs, set()).problem
         if sysfs.is_nvidia_vendor_vfio(m.parent):
             return (
-                f"cannot create {_what(m)}: {m.parent} uses NVIDIA's vendor-specific vGPU interface "
+                f"cannot create {what(m)}: {m.parent} uses NVIDIA's vendor-specific vGPU interface "
                 "(vGPU 17+ on kernel >= 6.8: nvidia/creatable_vgpu_types, no mdev_supported_types), which is not "
                 "mdev; give the VM the VF as a <hostdev type='pci' managed='yes'> and opt in with "
                 f"<device kind=\"{NVIDIA_VF}\" parent=\"PF or VF\" type=\"ID\"/> (docs/advanced-devices.md)"
             )
         known = sysfs.parents()
         hint = f"known parents: {', '.join(known[:8])}" if known else "no mdev parent is registered on this host"
-        return f"cannot create {_what(m)}: parent {m.parent} not found under /sys/class/mdev_bus ({hint})"
+        return f"cannot create {what(m)}: parent {m.parent} not found under /sys/class/mdev_bus ({hint})"
     if not sysfs.has_mdev_types(m.parent):
-        return f"cannot create {_what(m)}: parent {m.parent} is not registered for mdev support"
+        return f"cannot create {what(m)}: parent {m.parent} is not registered for mdev support"
     if not sysfs.offers(m.parent, m.type):
         offered = sysfs.types(m.parent)
         return (
-            f"cannot create {_what(m)}: parent {m.parent} does not offer type {m.type} "
+            f"cannot create {what(m)}: parent {m.parent} does not offer type {m.type} "
             f"(offered: {', '.join(offered[:12]) or 'none'}; see `mdev-hooks types --parent {m.parent}`)"
         )
     return None
@@ -160,8 +84,8 @@ def policy_problem(cfg: Config, m: ManagedMdev) -> str | None:
     for key, globs, value in (("allowed_parents", cfg.allowed_parents, m.parent),
                               ("allowed_types", cfg.allowed_types, m.type)):
         if globs is not None and not any(fnmatchcase(value, g) for g in globs):
-            what = "parent" if key == "allowed_parents" else "type"
-            return (f"{_what(m)}: {what} {value} is not allowed by {key} = {_globs_text(globs)} "
+            name = "parent" if key == "allowed_parents" else "type"
+            return (f"{what(m)}: {name} {value} is not allowed by {key} = {_globs_text(globs)} "
                     f"in {cfg.path or 'the configuration'}")
     return None
 
@@ -193,74 +117,14 @@ def map_parents(domain: Domain, cfg: Config, log: Any) -> Domain:
     return replace(domain, mdevs=[mapped(m) for m in domain.mdevs], vf_entries=[mapped(m) for m in domain.vf_entries])
 
 
-def bind_vfs(domain: Domain, env: Env) -> Domain:
-    """Give each kind="nvidia-vf" metadata entry its VF: the managed PCI hostdev whose address is the entry's parent
-    (the entry names the VF), else the first managed PCI hostdev, in document order, that is a VF of the entry's
-    parent (the entry names the PF; the kernel's physfn link decides) and that no other entry took. The VF is
-    never chosen by the hook: libvirt passes exactly the hostdev's address to qemu. An entry that matches no
-    hostdev is unused (a warning), like an mdev entry without its hostdev."""
-    if not domain.vf_entries:
-        return domain
-    taken: dict[str, ManagedMdev] = {}
-    named = [e for e in domain.vf_entries if e.parent in domain.pci_hostdevs]
-    for e in named:
-        if e.parent in taken:
-            raise HookError(f"VF {e.parent}: the metadata has more than one <device kind=\"{NVIDIA_VF}\"> for it; "
-                            "keep one")
-        taken[e.parent] = replace(e, uuid=e.parent)
-    unused = []
-    for e in domain.vf_entries:
-        if any(e is n for n in named):
-            continue
-        vf = next((a for a in domain.pci_hostdevs if a not in taken and env.sysfs.physfn(a) == e.parent), None)
-        if vf is None:
-            unused.append(e)
-            continue
-        taken[vf] = replace(e, uuid=vf)
-        env.log.info("vgpu.vf_matched", pf=e.parent, vf=vf, type=e.type,
-                     reason="the first managed PCI hostdev of the domain that is a VF of this PF")
-    order = {e: i for i, e in enumerate(domain.pci_hostdevs)}
-    vgpus = sorted(taken.values(), key=lambda m: order[m.uuid])
-    return replace(domain, mdevs=[*domain.mdevs, *vgpus], unused=[*domain.unused, *unused])
-
-
 def resolve(domain: Domain, env: Env) -> Domain:
     """The domain as this host sees it: config [parents] applied, nvidia-vf entries bound to their VFs."""
-    return bind_vfs(map_parents(domain, env.cfg, env.log), env)
+    domain = map_parents(domain, env.cfg, env.log)
+    if not domain.vf_entries:
+        return domain
+    from mdev_hooks import vgpu
 
-
-def _validate_vf(env: Env, m: ManagedMdev, claim: "L.Claim | None") -> Step:
-    """The step for an NVIDIA vendor-interface vGPU: set its type on the VF (create), or use the type already set."""
-    sysfs, vf = env.sysfs, m.uuid
-    pf = sysfs.physfn(vf)
-    try:
-        current = sysfs.current_vgpu_type(vf)
-    except OSError as e:
-        return Step(m, CREATE, None, f"cannot set {_what(m)}: nvidia/current_vgpu_type cannot be read: {e.strerror}",
-                    pf=pf)
-    if current is None:
-        if not sysfs.is_pci_device(vf):
-            problem = f"cannot set {_what(m)}: VF {vf} not found under /sys/bus/pci/devices (are the VFs enabled? " \
-                      "sriov-manage -e)"
-        else:
-            problem = (f"cannot set {_what(m)}: {vf} has no nvidia/current_vgpu_type (not an NVIDIA vGPU 17+ VF, "
-                       "or not bound to the nvidia driver)")
-        return Step(m, CREATE, None, problem, pf=pf)
-    if current == m.type:
-        return Step(m, KEEP if claim is not None else ADOPT, None, None, pf=pf)
-    if current not in ("0", ""):
-        return Step(m, CREATE, None, (
-            f"cannot set {_what(m)}: the VF already has vGPU type {current} (set by another tool or VM: nothing "
-            "records it as this domain's); clear it with `echo 0 > nvidia/current_vgpu_type` if unused"), pf=pf)
-    creatable = sysfs.creatable_vgpu_types(vf)
-    if creatable is None:
-        return Step(m, CREATE, None, f"cannot set {_what(m)}: nvidia/creatable_vgpu_types cannot be read", pf=pf)
-    if m.type not in creatable:
-        now = ", ".join(f"{t} ({n})" for t, n in list(creatable.items())[:8]) or "none: the GPU is full"
-        return Step(m, CREATE, 0, (
-            f"cannot set {_what(m)}: the VF cannot take type {m.type} now (creatable now: {now}; the list "
-            "shrinks as the GPU fills, and a GPU holds one vGPU type at a time)"), pf=pf)
-    return Step(m, CREATE, 1, None, pf=pf)
+    return vgpu.bind(domain, env)
 
 
 def validate(domain: Domain, env: Env) -> list[Step]:
@@ -278,12 +142,14 @@ def validate(domain: Domain, env: Env) -> list[Step]:
         claim = env.ledger.get(m.uuid)
         if claim is not None and claim.domain_uuid != domain.uuid:
             steps.append(Step(m, CREATE, None, (
-                f"cannot use {_thing(m)}: the ledger gives it to domain {claim.domain_name or '?'} "
+                f"cannot use {thing(m)}: the ledger gives it to domain {claim.domain_name or '?'} "
                 f"({claim.domain_uuid}); two domains cannot share an {'VF' if m.kind == NVIDIA_VF else 'mdev'}"
             )))
             continue
         if m.kind == NVIDIA_VF:
-            steps.append(_validate_vf(env, m, claim))
+            from mdev_hooks import vgpu
+
+            steps.append(vgpu.validate(env, m, claim))
             continue
         dev = env.sysfs.device(m.uuid)
         vfs = sriov_vfs(env, m.parent)
@@ -299,7 +165,7 @@ def validate(domain: Domain, env: Env) -> list[Step]:
             steps.append(Step(m, action, env.sysfs.available(m.parent, m.type), _existing_problem(m, dev)))
             continue
         if vfs is not None:
-            steps.append(_pick_vf(env, m, vfs, taken))
+            steps.append(pick_vf(env, m, vfs, taken))
             continue
         problem = _parent_problem(env, m)
         steps.append(Step(m, CREATE, None if problem else env.sysfs.available(m.parent, m.type), problem))
@@ -316,15 +182,11 @@ def validate(domain: Domain, env: Env) -> list[Step]:
             avail = "unreadable" if s.available is None else str(s.available)
             wants = f"; this domain needs {need[key]}" if need[key] > 1 else ""
             s = replace(s, problem=(
-                f"cannot create {_what(s.mdev)}: no free instance "
+                f"cannot create {what(s.mdev)}: no free instance "
                 f"(available_instances={avail}{wants}{_in_use(env, s.mdev)})"
             ))
         out.append(s)
     return out
-
-
-def _thing(m: ManagedMdev) -> str:
-    return f"VF {m.uuid}" if m.kind == NVIDIA_VF else f"mdev {m.uuid}"
 
 
 def first_problem(steps: list[Step]) -> str | None:
@@ -348,13 +210,13 @@ def _create_error(env: Env, m: ManagedMdev, e: OSError) -> HookError:
     if e.errno in EXHAUSTED:
         avail = env.sysfs.available(m.parent, m.type)
         return HookError(
-            f"cannot create {_what(m)}: no free instance: the kernel said {text} "
+            f"cannot create {what(m)}: no free instance: the kernel said {text} "
             f"(available_instances={avail}{_in_use(env, m)})"
         )
     if e.errno == errno.EINVAL:
         # we only ever write a canonical UUID: EINVAL is the driver refusing (NVIDIA's closed driver, e.g.)
         return HookError(
-            f"cannot create {_what(m)}: the kernel said {text}: the driver refused it "
+            f"cannot create {what(m)}: the kernel said {text}: the driver refused it "
             f"(available_instances={env.sysfs.available(m.parent, m.type)}{_in_use(env, m)}; on NVIDIA: no instance "
             "left or another vGPU type already on this GPU); see dmesg"
         )
@@ -367,7 +229,7 @@ def _create_error(env: Env, m: ManagedMdev, e: OSError) -> HookError:
         errno.EIO: "the driver failed; see dmesg",
     }
     hint = hints.get(e.errno or 0, "see dmesg")
-    return HookError(f"cannot create {_what(m)}: the kernel said {text}: {hint}")
+    return HookError(f"cannot create {what(m)}: the kernel said {text}: {hint}")
 
 
 def _rollback(env: Env, created: list[ManagedMdev], claimed: list[ManagedMdev]) -> None:
@@ -380,25 +242,11 @@ def _rollback(env: Env, created: list[ManagedMdev], claimed: list[ManagedMdev]) 
             env.log.error("mdev.rollback_failed", mdev=m.uuid, parent=m.parent, type=m.type, error=str(e))
             continue  # keep its claim: release (which libvirt runs next) retries
         reached("rolled_back")
-        _drop(env, m.uuid)
-        env.log.warning("mdev.rollback", mdev=m.uuid, parent=m.parent, type=m.type, duration_ms=_ms(t0))
+        drop(env, m.uuid)
+        env.log.warning("mdev.rollback", mdev=m.uuid, parent=m.parent, type=m.type, duration_ms=ms(t0))
     for m in reversed(claimed):
         if m not in created:
-            _drop(env, m.uuid)
-
-
-def _drop(env: Env, uuid: str) -> None:
-    """Forget a claim whose device is gone (or was never ours to remove). If state_dir has turned read-only or
-    broken, log it and go on: removing the next device matters more, and a stale claim only makes the next
-    start or release of the same domain redo a no-op (or refuse the UUID to other domains: the safe side)."""
-    try:
-        env.ledger.drop(uuid)
-    except HookError as e:
-        env.log.error("ledger.drop_failed", mdev=uuid, error=str(e))
-
-
-def _ms(t0: float) -> float:
-    return round((time.monotonic() - t0) * 1000, 2)
+            drop(env, m.uuid)
 
 
 def prepare(domain: Domain, env: Env) -> None:
@@ -426,27 +274,12 @@ def prepare(domain: Domain, env: Env) -> None:
             raise
 
 
-def _take(env: Env, domain: Domain, claim: L.Claim, log: Any) -> None:
-    """Take the ledger claim for the step (exclusive), or raise: another domain owns the device."""
-    other = env.ledger.claim(claim)
-    if other is not None and other.domain_uuid == domain.uuid:
-        # this domain's own claim from a start whose release never ran (libvirtd died with the hook); validate()
-        # found no device for it, so there is nothing to keep: take it over (we hold the parent's lock)
-        log.warning("ledger.stale_claim", state=other.state, pid=other.pid)
-        env.ledger.update(claim)
-        other = None
-    if other is not None:
-        what = f"VF {claim.mdev}" if claim.kind == NVIDIA_VF else f"mdev {claim.mdev}"
-        raise HookError(
-            f"cannot use {what}: the ledger gives it to domain {other.domain_name or '?'} "
-            f"({other.domain_uuid}); two domains cannot share an {'VF' if claim.kind == NVIDIA_VF else 'mdev'}"
-        )
-
-
 def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], claimed: list[ManagedMdev]) -> None:
     m = step.mdev
     if m.kind == NVIDIA_VF:
-        _apply_vf(env, domain, step, created, claimed)
+        from mdev_hooks import vgpu
+
+        vgpu.apply(env, domain, step, created, claimed)
         return
     log = env.log.bind(mdev=m.uuid, parent=m.parent, type=m.type)
     t0 = time.monotonic()
@@ -455,31 +288,31 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
     if m.attrs and step.action != CREATE:
         log.info("mdev.attrs_not_written", attrs=_attrs_text(m), reason="the device exists: used as it is")
     if step.action == KEEP:
-        log.info("mdev.kept", reason="already created for this domain", duration_ms=_ms(t0))
+        log.info("mdev.kept", reason="already created for this domain", duration_ms=ms(t0))
         return
     if env.cfg.dry_run:
         event = "mdev.would_create" if step.action == CREATE else "mdev.would_adopt"
-        log.info(event, available_instances=step.available, duration_ms=_ms(t0))
+        log.info(event, available_instances=step.available, duration_ms=ms(t0))
         for name, value in m.attrs if step.action == CREATE else ():
             log.info("mdev.would_write_attr", attr=name, value=value)
         return
     state = L.INTENT if step.action == CREATE else L.ADOPTED
     claim = L.Claim(m.uuid, domain.uuid, domain.name, m.parent, m.type, state, os.getpid(), time.time(),
                     attrs=tuple(f"{n}={v}" for n, v in m.attrs) if step.action == CREATE else (), pf=step.pf or "")
-    _take(env, domain, claim, log)
+    take(env, domain, claim, log)
     claimed.append(m)
     reached("intent_written")
     if step.action == ADOPT:
         log.info("mdev.adopted", reason="exists with the requested parent and type, owned by no domain",
-                 duration_ms=_ms(t0))
+                 duration_ms=ms(t0))
         return
     try:
         env.sysfs.create(m.parent, m.type, m.uuid)
     except OSError as e:
-        log.error("mdev.create_failed", errno=errno.errorcode.get(e.errno or 0), duration_ms=_ms(t0))
+        log.error("mdev.create_failed", errno=errno.errorcode.get(e.errno or 0), duration_ms=ms(t0))
         if step.pf and e.errno in EXHAUSTED | {errno.EINVAL}:
             # NVIDIA's per-GPU maximum is not visible per VF before the create: say so for the PF
-            again = _pick_vf(env, replace(m, parent=step.pf), sriov_vfs(env, step.pf) or [], set())
+            again = pick_vf(env, replace(m, parent=step.pf), sriov_vfs(env, step.pf) or [], set())
             if again.problem:
                 text = f"{e.strerror or 'error'} ({errno.errorcode.get(e.errno or 0, str(e.errno))})"
                 raise HookError(f"{again.problem}; VF {m.parent} refused it: {text}") from None
@@ -489,66 +322,12 @@ def _apply(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], cla
     dev = env.sysfs.device(m.uuid)
     if dev is None or (dev.parent, dev.type) != (m.parent, m.type):
         found = "nothing" if dev is None else f"type {dev.type} on {dev.parent}"
-        raise HookError(f"created {_what(m)} but sysfs shows {found}; rolled back")
+        raise HookError(f"created {what(m)} but sysfs shows {found}; rolled back")
     reached("verified")
     _write_attrs(env, m, log)
     env.ledger.update(claim.with_state(L.CREATED))
     reached("ledger_updated")
-    log.info("mdev.created", available_instances=env.sysfs.available(m.parent, m.type), duration_ms=_ms(t0))
-
-
-_VGPU_HINTS = {
-    errno.EINVAL: "the driver refused the type (not creatable on this VF now: the GPU is full or holds another "
-                  "type)",
-    errno.EBUSY: "the VF already has a vGPU type, or the driver is busy",
-    errno.ENOENT: "the VF is no longer bound to the nvidia driver",
-    errno.ENODEV: "the VF is going away",
-}
-
-
-def _apply_vf(env: Env, domain: Domain, step: Step, created: list[ManagedMdev], claimed: list[ManagedMdev]) -> None:
-    """NVIDIA's vendor-specific interface: write the type id into the VF's nvidia/current_vgpu_type, then check
-    it reads back. libvirt then hands the VF to qemu as a plain PCI hostdev."""
-    m, vf = step.mdev, step.mdev.uuid
-    log = env.log.bind(vf=vf, pf=step.pf, type=m.type, kind=NVIDIA_VF)
-    t0 = time.monotonic()
-    if step.action == KEEP:
-        log.info("vgpu.kept", reason="already set for this domain", duration_ms=_ms(t0))
-        return
-    if env.cfg.dry_run:
-        log.info("vgpu.would_set" if step.action == CREATE else "vgpu.would_adopt", duration_ms=_ms(t0))
-        return
-    state = L.INTENT if step.action == CREATE else L.ADOPTED
-    claim = L.Claim(vf, domain.uuid, domain.name, vf, m.type, state, os.getpid(), time.time(), pf=step.pf or "",
-                    kind=NVIDIA_VF)
-    _take(env, domain, claim, log)
-    claimed.append(m)
-    reached("intent_written")
-    if step.action == ADOPT:
-        log.info("vgpu.adopted", reason="the VF already has this type, owned by no domain", duration_ms=_ms(t0))
-        return
-    try:
-        env.sysfs.set_vgpu_type(vf, m.type)
-    except OSError as e:
-        code = errno.errorcode.get(e.errno or 0, str(e.errno))
-        log.error("vgpu.set_failed", errno=code, duration_ms=_ms(t0))
-        now = env.sysfs.creatable_vgpu_types(vf)
-        listed = "unreadable" if now is None else (", ".join(now) or "none")
-        raise HookError(f"cannot set {_what(m)}: writing {m.type} to nvidia/current_vgpu_type failed: the kernel "
-                        f"said {e.strerror or 'error'} ({code}): {_VGPU_HINTS.get(e.errno or 0, 'see dmesg')} "
-                        f"(creatable now: {listed})") from None
-    created.append(m)
-    reached("created")
-    try:
-        current = env.sysfs.current_vgpu_type(vf)
-    except OSError:
-        current = "unreadable"
-    if current != m.type:
-        raise HookError(f"set {_what(m)} but nvidia/current_vgpu_type reads {current or 'nothing'}; rolled back")
-    reached("verified")
-    env.ledger.update(claim.with_state(L.CREATED))
-    reached("ledger_updated")
-    log.info("vgpu.set", duration_ms=_ms(t0))
+    log.info("mdev.created", available_instances=env.sysfs.available(m.parent, m.type), duration_ms=ms(t0))
 
 
 def _attrs_text(m: ManagedMdev) -> str:
@@ -577,17 +356,17 @@ def _write_attrs(env: Env, m: ManagedMdev, log: Any) -> None:
             except OSError:
                 have = "?"
             log.error("mdev.attr_missing", attr=name, value=value)
-            raise HookError(f"cannot create {_what(m)}: the new device has no writable attribute {name} (to set "
+            raise HookError(f"cannot create {what(m)}: the new device has no writable attribute {name} (to set "
                             f"{name}={value}; it has: {have}); rolled back") from None
         except OSError as e:
             code = errno.errorcode.get(e.errno or 0, str(e.errno))
-            log.error("mdev.attr_failed", attr=name, value=value, errno=code, duration_ms=_ms(t0))
+            log.error("mdev.attr_failed", attr=name, value=value, errno=code, duration_ms=ms(t0))
             raise HookError(
-                f"cannot create {_what(m)}: writing attribute {name}={value} failed: the kernel said "
+                f"cannot create {what(m)}: writing attribute {name}={value} failed: the kernel said "
                 f"{e.strerror or 'error'} ({code}): {_ATTR_HINTS.get(e.errno or 0, 'see dmesg')}; rolled back"
             ) from None
         reached("attr_written")
-        log.info("mdev.attr_written", attr=name, value=value, duration_ms=_ms(t0))
+        log.info("mdev.attr_written", attr=name, value=value, duration_ms=ms(t0))
 
 
 def _remove(env: Env, uuid: str, kind: str = "mdev") -> None:
@@ -677,51 +456,52 @@ _REMOVE_HINTS = {
 
 
 def _release_one(env: Env, c: L.Claim) -> str | None:
-    vgpu = c.kind == NVIDIA_VF
-    log = env.log.bind(vf=c.mdev, pf=c.pf, type=c.type, kind=c.kind) if vgpu else \
+    is_vgpu = c.kind == NVIDIA_VF
+    log = env.log.bind(vf=c.mdev, pf=c.pf, type=c.type, kind=c.kind) if is_vgpu else \
         env.log.bind(mdev=c.mdev, parent=c.parent, type=c.type)
     t0 = time.monotonic()
     if c.state == L.ADOPTED:
-        _drop(env, c.mdev)
-        log.info("vgpu.unadopted" if vgpu else "mdev.unadopted", reason="adopted at prepare, left in place",
-                 duration_ms=_ms(t0))
+        drop(env, c.mdev)
+        log.info("vgpu.unadopted" if is_vgpu else "mdev.unadopted", reason="adopted at prepare, left in place",
+                 duration_ms=ms(t0))
         return None
-    if vgpu and env.sysfs.is_pci_device(c.mdev) and not env.sysfs.is_vgpu_vf(c.mdev):
-        # the VF exists but its nvidia/ files do not: still bound to vfio-pci (libvirt's reattach failed?)
-        log.error("vgpu.clear_failed", reason="no nvidia/current_vgpu_type", duration_ms=_ms(t0))
-        return (f"could not clear vGPU type {c.type} on VF {c.mdev}: it has no nvidia/current_vgpu_type (not bound "
-                f"to the nvidia driver: `virsh nodedev-reattach pci_{c.mdev.replace(':', '_').replace('.', '_')}`), "
-                "then run `mdev-hooks gc`")
+    if is_vgpu:
+        from mdev_hooks import vgpu
+
+        problem = vgpu.not_clearable(env, c)
+        if problem:
+            log.error("vgpu.clear_failed", reason="no nvidia/current_vgpu_type", duration_ms=ms(t0))
+            return problem
     dev = current_device(env.sysfs, c.kind, c.mdev)
     if dev is None:
-        _drop(env, c.mdev)
-        log.info("mdev.already_gone", state=c.state, duration_ms=_ms(t0))
+        drop(env, c.mdev)
+        log.info("mdev.already_gone", state=c.state, duration_ms=ms(t0))
         return None
     if (dev.parent, dev.type) != (c.parent, c.type):
         # not the device we made: someone replaced it; never remove it
-        _drop(env, c.mdev)
-        log.warning("mdev.not_ours", found_parent=dev.parent, found_type=dev.type, duration_ms=_ms(t0))
+        drop(env, c.mdev)
+        log.warning("mdev.not_ours", found_parent=dev.parent, found_type=dev.type, duration_ms=ms(t0))
         return None
     try:
         _remove(env, c.mdev, c.kind)
     except OSError as e:
         code = errno.errorcode.get(e.errno or 0, str(e.errno))
-        if vgpu:
-            log.error("vgpu.clear_failed", errno=code, duration_ms=_ms(t0))
+        if is_vgpu:
+            log.error("vgpu.clear_failed", errno=code, duration_ms=ms(t0))
             return (f"could not clear vGPU type {c.type} on VF {c.mdev}: {e.strerror} ({code}: "
                     f"{_REMOVE_HINTS.get(e.errno or 0, 'the driver refused; see dmesg')}); clear it with "
                     f"`echo 0 > /sys/bus/pci/devices/{c.mdev}/nvidia/current_vgpu_type`, then run `mdev-hooks gc`")
-        log.error("mdev.remove_failed", errno=code, duration_ms=_ms(t0))
+        log.error("mdev.remove_failed", errno=code, duration_ms=ms(t0))
         return (
             f"could not remove mdev {c.mdev} (type {c.type} on {c.parent}): {e.strerror} ({code}: "
             f"{_REMOVE_HINTS.get(e.errno or 0, 'the driver refused; see dmesg')}); "
             f"remove it with `echo 1 > /sys/bus/mdev/devices/{c.mdev}/remove`, then run `mdev-hooks gc`"
         )
     reached("removed")
-    _drop(env, c.mdev)
-    if vgpu:
-        log.info("vgpu.cleared", state=c.state, duration_ms=_ms(t0))
+    drop(env, c.mdev)
+    if is_vgpu:
+        log.info("vgpu.cleared", state=c.state, duration_ms=ms(t0))
         return None
     log.info("mdev.removed", state=c.state, available_instances=env.sysfs.available(c.parent, c.type),
-             duration_ms=_ms(t0))
+             duration_ms=ms(t0))
     return None

@@ -8,6 +8,7 @@ from typing import Any
 from mdev_hooks import ledger as L
 from mdev_hooks import lifecycle, mdevctl
 from mdev_hooks.domain import NVIDIA_VF, Domain, ManagedMdev
+from mdev_hooks.steps import ADOPT, CREATE, Env, Step, current_device
 from mdev_hooks.sysfs import Sysfs
 
 MAX_DESC = 60
@@ -78,7 +79,7 @@ def _create_path(sysfs: Sysfs, parent: str, mtype: str) -> str:
     return os.path.join(sysfs.root, "class", "mdev_bus", parent, "mdev_supported_types", mtype, "create")
 
 
-def plan_data(domain: Domain, steps: Sequence[lifecycle.Step], env: lifecycle.Env) -> dict[str, Any]:
+def plan_data(domain: Domain, steps: Sequence[Step], env: Env) -> dict[str, Any]:
     sysfs = env.sysfs
     mdevs: list[dict[str, Any]] = []
     actions: list[str] = []
@@ -109,18 +110,18 @@ def plan_data(domain: Domain, steps: Sequence[lifecycle.Step], env: lifecycle.En
             "mdevctl_ignored": mdevctl.shadowed(env.cfg.mdevctl_dir, m),
         })
         on_vf = f" on VF {m.parent} of PF {s.pf} ({s.choice})" if s.pf and s.pf != m.parent else ""
-        if s.action == lifecycle.CREATE:
+        if s.action == CREATE:
             attrs = (f"; then write, in this order, {', '.join(f'{n}={v}' for n, v in m.attrs)} into "
                      f"{os.path.join(sysfs.root, 'bus', 'mdev', 'devices', m.uuid)}/ (any failure removes it and "
                      "fails the start)") if m.attrs else ""
             actions.append(f"create mdev {m.uuid}{on_vf}: write it to {_create_path(sysfs, m.parent, m.type)}"
                            f"{attrs}; remove it when the domain stops")
-        elif s.action == lifecycle.ADOPT:
+        elif s.action == ADOPT:
             actions.append(f"use the existing mdev {m.uuid} as it is (type {m.type} on {m.parent}, "
                            "owned by no domain); leave it in place when the domain stops")
         else:
             actions.append(f"keep mdev {m.uuid}: the hook already created it for this domain")
-        if m.attrs and s.action != lifecycle.CREATE:
+        if m.attrs and s.action != CREATE:
             actions[-1] += f"; its <attr> values ({lifecycle._attrs_text(m)}) are NOT written: the device exists"
     problem = lifecycle.first_problem(list(steps))
     return {
@@ -141,7 +142,7 @@ def _vgpu_path(sysfs: Sysfs, vf: str) -> str:
     return os.path.join(sysfs.root, "bus", "pci", "devices", vf, "nvidia", "current_vgpu_type")
 
 
-def _vgpu_plan(s: lifecycle.Step, env: lifecycle.Env) -> dict[str, Any]:
+def _vgpu_plan(s: Step, env: Env) -> dict[str, Any]:
     m = s.mdev
     names = env.sysfs.creatable_vgpu_types(m.uuid) or {}
     return {
@@ -154,19 +155,19 @@ def _vgpu_plan(s: lifecycle.Step, env: lifecycle.Env) -> dict[str, Any]:
     }
 
 
-def _vgpu_action(s: lifecycle.Step, sysfs: Sysfs) -> str:
+def _vgpu_action(s: Step, sysfs: Sysfs) -> str:
     m = s.mdev
     on = f"VF {m.uuid}" + (f" of PF {s.pf}" if s.pf else "")
-    if s.action == lifecycle.CREATE:
+    if s.action == CREATE:
         return (f"set NVIDIA vGPU type {m.type} on {on}: write {m.type} to {_vgpu_path(sysfs, m.uuid)}; libvirt "
                 "then gives the VF to the VM as a PCI hostdev; write 0 when the domain stops")
-    if s.action == lifecycle.ADOPT:
+    if s.action == ADOPT:
         return (f"use {on} as it is (it already has vGPU type {m.type}, owned by no domain); leave it set when the "
                 "domain stops")
     return f"keep vGPU type {m.type} on {on}: the hook already set it for this domain"
 
 
-def policy_data(env: lifecycle.Env) -> dict[str, Any] | None:
+def policy_data(env: Env) -> dict[str, Any] | None:
     """The admin's allowed_parents / allowed_types (None: no policy, every parent and type allowed)."""
     cfg = env.cfg
     if cfg.allowed_parents is None and cfg.allowed_types is None:
@@ -264,7 +265,7 @@ def _claim_dict(c: L.Claim) -> dict[str, Any]:
 
 def orphan_reason(c: L.Claim, sysfs: Sysfs, running: Running) -> str | None:
     """Why a ledger entry is stale, or None if it is (as far as we can tell) in use."""
-    dev = lifecycle.current_device(sysfs, c.kind, c.mdev)
+    dev = current_device(sysfs, c.kind, c.mdev)
     if dev is None:
         return "vGPU type cleared" if c.kind == NVIDIA_VF else "device gone"
     if (dev.parent, dev.type) != (c.parent, c.type):
@@ -274,7 +275,7 @@ def orphan_reason(c: L.Claim, sysfs: Sysfs, running: Running) -> str | None:
     return None
 
 
-def status_data(env: lifecycle.Env, running: Running) -> dict[str, Any]:
+def status_data(env: Env, running: Running) -> dict[str, Any]:
     sysfs = env.sysfs
     claims, problems = env.ledger.all()
     by_mdev = {c.mdev: c for c in claims}
