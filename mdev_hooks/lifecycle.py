@@ -382,7 +382,11 @@ def _remove(env: Env, uuid: str, kind: str = "mdev") -> None:
                 env.sysfs.remove(uuid)
             return
         except FileNotFoundError:
-            return  # gone (removed by its driver or a concurrent remover)
+            # an mdev is gone (removed by its driver or a concurrent remover); a VF without nvidia/ is only gone if
+            # the VF itself is (VFs disabled): else it is bound to vfio-pci and its type is still set
+            if kind == NVIDIA_VF and env.sysfs.is_pci_device(uuid):
+                raise
+            return
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EBUSY) or time.monotonic() + delay > deadline:
                 raise
@@ -488,6 +492,8 @@ def _release_one(env: Env, c: L.Claim) -> str | None:
         code = errno.errorcode.get(e.errno or 0, str(e.errno))
         if is_vgpu:
             log.error("vgpu.clear_failed", errno=code, duration_ms=ms(t0))
+            if e.errno == errno.ENOENT:  # unbound from nvidia between the check and the write
+                return vgpu.unbound(c)
             return (f"could not clear vGPU type {c.type} on VF {c.mdev}: {e.strerror} ({code}: "
                     f"{_REMOVE_HINTS.get(e.errno or 0, 'the driver refused; see dmesg')}); clear it with "
                     f"`echo 0 > /sys/bus/pci/devices/{c.mdev}/nvidia/current_vgpu_type`, then run `mdev-hooks gc`")

@@ -141,6 +141,11 @@ def not_clearable(env: Env, c: L.Claim) -> str | None:
     it is still bound to vfio-pci (libvirt could not give it back to the nvidia driver)."""
     if not env.sysfs.is_pci_device(c.mdev) or env.sysfs.is_vgpu_vf(c.mdev):
         return None
+    return unbound(c)
+
+
+def unbound(c: L.Claim) -> str:
+    """The line for a VF whose type cannot be cleared because it is not bound to the nvidia driver."""
     node = "pci_" + c.mdev.replace(":", "_").replace(".", "_")
     return (f"could not clear vGPU type {c.type} on VF {c.mdev}: it has no nvidia/current_vgpu_type (not bound to "
             f"the nvidia driver: `virsh nodedev-reattach {node}`), then run `mdev-hooks gc`")

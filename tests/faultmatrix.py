@@ -5,9 +5,12 @@ docs/fault-matrix.md from a real run.
 Counting is done from what the fake kernel saw (its journal and its device list), never from the hook's own view:
 
 - leaked: a device the hook created (a successful `create` write by the hook) that still exists when the scenario
-  is over (after the `release` libvirt sends, and the retry the error line asks for, if any).
+  is over (after the `release` libvirt sends, and the retry the error line asks for, if any); for NVIDIA's vendor
+  interface (kind="nvidia-vf"), a VF the hook set (a successful write of a type id into its
+  nvidia/current_vgpu_type) whose current_vgpu_type does not read 0 then.
 - wrongly removed: a `remove` write by the hook for a device it must not touch (another domain's, an external
-  one), or such a device missing at the end.
+  one), or such a device missing at the end; for VFs, a hook write of 0 to a VF it had not set in the scenario,
+  or a VF of another domain or set by someone else whose type changed.
 - left, reported: a device the hook could not prove it owns (e.g. its ledger entry is corrupt): left in place and
   named in a one-line error; listed apart, never silently.
 """
@@ -35,7 +38,9 @@ MATRIX_DOC = REPO / "docs" / "fault-matrix.md"
 ALLOWED_WRITE = re.compile(
     r"devices/(?:[A-Za-z0-9_.:-]+/)+mdev_supported_types/[A-Za-z0-9_.:-]+/create"
     r"|devices/(?:[A-Za-z0-9_.:-]+/)+[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/remove"
+    r"|devices/(?:[A-Za-z0-9_.:-]+/)+[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]/nvidia/current_vgpu_type"
 )
+VGPU_FILE = "nvidia/current_vgpu_type"
 
 
 # ---- running the hook ---------------------------------------------------------------------------------------------
@@ -95,17 +100,46 @@ def hook_writes(fs: FakeSysfs, since: int = 0) -> list[dict[str, Any]]:
 
 
 def hook_created(fs: FakeSysfs, since: int = 0) -> set[str]:
-    return {e["uuid"] for e in hook_writes(fs, since) if e["op"] == "create" and e["result"] == "ok"}
+    """mdevs (by UUID) the hook created; VFs it set are vf_set()."""
+    return {e["uuid"] for e in hook_writes(fs, since) if e["op"] == "create" and e["result"] == "ok" and e["uuid"]}
 
 
 def hook_removed(fs: FakeSysfs, since: int = 0) -> list[str]:
     return [e["uuid"] for e in hook_writes(fs, since)
-            if e["op"] == "remove" and e["result"] == "ok" and not e.get("noop")]
+            if e["op"] == "remove" and e["result"] == "ok" and not e.get("noop") and e["uuid"]]
 
 
 def outside_writes(fs: FakeSysfs, since: int = 0) -> list[dict[str, Any]]:
     return [e for e in hook_writes(fs, since)
             if e["op"] not in ("create", "remove") or not ALLOWED_WRITE.fullmatch(e.get("path") or "")]
+
+
+# NVIDIA's vendor interface: the fake journals a write of a type id into a VF's nvidia/current_vgpu_type as op
+# "create" and a write of 0 as op "remove", with parent = the VF. The test sets foreign types through the same file
+# (FakeSysfs.write): those writes carry this process's pid, the hook's (a subprocess) never do.
+
+def vf_type(fs: FakeSysfs, vf: str) -> str | None:
+    """What the VF's current_vgpu_type reads now ("0": none); None if the VF has no nvidia/ directory (unbound)."""
+    try:
+        return fs.read(f"bus/pci/devices/{vf}/{VGPU_FILE}").strip()
+    except FileNotFoundError:
+        return None
+
+
+def vf_writes(fs: FakeSysfs, since: int = 0) -> list[dict[str, Any]]:
+    """Every write the hook (run as a subprocess) made to a VF's current_vgpu_type, whatever its outcome."""
+    me = os.getpid()
+    return [e for e in hook_writes(fs, since) if (e.get("path") or "").endswith(VGPU_FILE) and e["pid"] != me]
+
+
+def vf_set(fs: FakeSysfs, since: int = 0) -> set[str]:
+    """VFs the hook set: a successful write of a type id."""
+    return {e["parent"] for e in vf_writes(fs, since) if e["op"] == "create" and e["result"] == "ok"}
+
+
+def vf_cleared(fs: FakeSysfs, since: int = 0) -> set[str]:
+    """VFs the hook wrote 0 to (tried to clear), whatever the outcome."""
+    return {e["parent"] for e in vf_writes(fs, since) if e["op"] == "remove"}
 
 
 @dataclass
@@ -123,6 +157,16 @@ def tally(fs: FakeSysfs, protected: dict[str, tuple[str, str]], reported: set[st
     wrong = {u for u in hook_removed(fs, since) if u in protected}
     wrong |= {u for u, pt in protected.items() if present.get(u) != pt}
     return Tally(leaked=left - reported, wrongly_removed=wrong, left_reported=left & reported)
+
+
+def vf_tally(fs: FakeSysfs, protected: dict[str, str], since: int = 0) -> Tally:
+    """The VF side of a scenario from `since` (the journal length once the background was in place). `protected`:
+    {VF: type} of VFs set by another domain or by someone else, which must read the same at the end."""
+    made = vf_set(fs, since)
+    leaked = {vf for vf in made - set(protected) if vf_type(fs, vf) != "0"}
+    wrong = vf_cleared(fs, since) - made
+    wrong |= {vf for vf, t in protected.items() if vf_type(fs, vf) != t}
+    return Tally(leaked=leaked, wrongly_removed=wrong, left_reported=set())
 
 
 # ---- breaking the surroundings ------------------------------------------------------------------------------------
@@ -204,14 +248,17 @@ class Matrix:
         head = (
             "# Fault matrix\n\n"
             "GENERATED by `python3 -m pytest tests/test_faults.py` (tests/faultmatrix.py) from a real run against the\n"
-            "FUSE fake of mdev sysfs; do not edit by hand. Written only when every row below was measured and none\n"
-            "leaked or wrongly removed a device.\n\n"
-            "- *injected*: faults injected (kills, failed writes, broken files or mounts, held locks).\n"
+            "FUSE fake of mdev sysfs (and of NVIDIA's vendor vGPU files); do not edit by hand. Written only when\n"
+            "every row below was measured and none leaked or wrongly removed a device or a VF's vGPU type.\n\n"
+            "- *injected*: faults injected (kills, failed writes, unbound VFs, broken files or mounts, held locks).\n"
             "- *runs*: hook invocations (prepare/release/retries) in the scenarios of the row.\n"
             "- *leaked*: devices the hook created that still existed when the scenario was over (after the\n"
-            "  `release` libvirt sends and the retry the error line asks for).\n"
+            "  `release` libvirt sends and the retry the error line asks for); area nvidia-vf: VFs the hook set\n"
+            "  (a type id written into nvidia/current_vgpu_type) whose current_vgpu_type did not read 0 then.\n"
             "- *wrongly removed*: `remove` writes for, or loss of, a device of another domain or an external one\n"
-            "  (every scenario has both on the same parents).\n"
+            "  (every scenario has both on the same parents); area nvidia-vf: writes of 0 to a VF the hook had not\n"
+            "  set in the scenario, or a changed type on a VF of another domain or set by someone else (every\n"
+            "  scenario has both on the same GPU).\n"
             "- *left, reported*: devices the hook could not prove it owns, left in place and named in its error.\n\n"
             "| area | fault | injected | runs | leaked | wrongly removed | left, reported | outcome |\n"
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n"

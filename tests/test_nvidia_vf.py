@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -387,3 +388,24 @@ def test_gc_clears_the_vgpu_of_a_domain_that_is_not_running(fakesysfs: Callable[
     assert r.returncode == 0, r.stderr
     assert f"removed vGPU type {SLICE} on VF {VF0} of domain gone ({DOM1})" in r.stdout
     assert (current(w.fs, VF0), current(w.fs, VF1)) == ("0", SLICE) and w.hook.ledger() == []
+
+
+def test_vf_unbound_during_prepare_is_rolled_back_only_when_it_can_be_cleared(h200: tuple[Any, HookEnv]) -> None:
+    """The 2nd VF leaves the nvidia driver while the hook is inside its write: the read-back fails, and the
+    rollback must not take the missing file for "cleared" (the type is still set): the claim stays, release says
+    what to do, and once the VF is back on nvidia, release clears it."""
+    fs, h = h200
+    doc = vf_xml("guest1", DOM1, [(VF0, SLICE), (PF, SLICE)], [VF0, VF1])
+    fs.control(cmd="delay", op="create", parent=VF1, ms=800)
+    p = h.start("guest1", "prepare", "begin", doc)
+    while current(fs, VF1) != SLICE:
+        time.sleep(0.01)
+    fs.control(cmd="unbind", vf=VF1)
+    assert p.wait(60) == 1
+    assert current(fs, VF0) == "0" and h.ledger() == [f"{VF1}.json"]
+    r = h.run("guest1", "release", "end", doc)
+    assert r.returncode == 1 and "virsh nodedev-reattach pci_0000_41_00_5" in one_line(r.stderr)
+    fs.control(cmd="bind", vf=VF1)
+    assert current(fs, VF1) == SLICE
+    assert h.run("guest1", "release", "end", doc).returncode == 0
+    assert current(fs, VF1) == "0" and h.ledger() == []
