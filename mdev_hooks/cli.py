@@ -15,8 +15,9 @@ from dataclasses import replace
 from typing import Any
 
 from mdev_hooks import __version__, config, lifecycle, steps
+from mdev_hooks.domain import ManagedMdev
 from mdev_hooks.errors import HookError
-from mdev_hooks.names import canonical_uuid, is_valid_name
+from mdev_hooks.names import canonical_uuid, is_pci_address, is_valid_name
 
 PREFIX = "mdev-hooks: "
 OK, FAILED, USAGE = 0, 1, 2
@@ -32,6 +33,7 @@ examples:
   virsh dumpxml vm1 | mdev-hooks plan -        would `virsh start vm1` get its mdevs?
   mdev-hooks status                           parents, types, mdevs and who owns them
   mdev-hooks add vm1 --parent 0000:00:02.0 --type i915-GVTg_V5_4
+  mdev-hooks add ml1 --vf 0000:41:00.4 --type 1414   an NVIDIA vGPU 17+ on that VF (kind="nvidia-vf")
   mdev-hooks --sysfs-root /tmp/fake types     any command against another sysfs
 
 configuration: --config FILE, else $MDEV_HOOKS_CONFIG, else {config.DEFAULT_PATH} (optional).
@@ -64,6 +66,30 @@ def _uuid(value: str) -> str:
         return canonical_uuid(value, "UUID")
     except HookError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _pci(value: str) -> str:
+    if not is_pci_address(value.lower()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a PCI address as sysfs names it (DDDD:BB:SS.F, "
+                                         "e.g. 0000:41:00.4)")
+    return value.lower()
+
+
+# -- combinations argparse cannot express (a usage error, exit 2) --------------------------------------------------
+def _add_usage(args: argparse.Namespace) -> str | None:
+    if args.vf and (args.uuid or args.model):
+        return "argument --vf: not allowed with --uuid or --model (they are for mdevs)"
+    if not args.vf and not args.parent:
+        return "the following arguments are required: --parent (or --vf for an NVIDIA vGPU)"
+    return None
+
+
+def _drop_usage(args: argparse.Namespace) -> str | None:
+    if args.vf and args.uuid:
+        return "argument --vf: not allowed with UUID (give the mdev's UUID or the vGPU's VF)"
+    if not args.vf and not args.uuid:
+        return "the following arguments are required: UUID (or --vf for an NVIDIA vGPU)"
+    return None
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
@@ -275,8 +301,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     import uuid as uuidlib
 
     from mdev_hooks import domain, domedit
-    from mdev_hooks.domain import ManagedMdev
 
+    if args.vf:
+        from mdev_hooks import vgpu_edit
+
+        vgpu_edit.add(args, _virsh(args), _env(args), lambda: _running(args))
+        return OK
     virsh = _virsh(args)
     env = _env(args)
     root = domedit.parse(virsh.dumpxml_inactive(args.domain))
@@ -325,6 +355,11 @@ def cmd_drop(args: argparse.Namespace) -> int:
     root = domedit.parse(virsh.dumpxml_inactive(args.domain))
     name = domedit.domain_name(root) or args.domain
     dom_uuid = canonical_uuid(domedit.domain_uuid(root), "domain <uuid>")
+    if args.vf:
+        from mdev_hooks import vgpu_edit
+
+        vgpu_edit.drop(args, virsh, _env(args), root, name, dom_uuid)
+        return OK
     removed = domedit.drop(root, args.uuid)
     virsh.define(domedit.serialize(root))
     back = domain.parse(virsh.dumpxml_inactive(dom_uuid))
@@ -339,7 +374,6 @@ def cmd_drop(args: argparse.Namespace) -> int:
     return OK
 
 
-# -- the parser --------------------------------------------------------------------------------------------------
 def _common() -> argparse.ArgumentParser:
     """Options accepted before or after the command (SUPPRESS: the subcommand's copy does not reset them)."""
     p = argparse.ArgumentParser(add_help=False)
@@ -368,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=summary, description=description or summary, parents=[common],
                            formatter_class=fmt, epilog=f"example{'s' if example.count(chr(10)) else ''}:\n"
                            f"{example}\n\n{EXIT_CODES}")
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, parser=p)  # main() reports a combination of options it refuses with p.error
         return p
 
     from mdev_hooks.install import DEFAULT_CONFIG_DIR, DEFAULT_HOOKS_DIR
@@ -425,28 +459,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command("add", cmd_add, "give a domain a managed mdev (persistent definition, through virsh)",
-                "  mdev-hooks add vm1 --parent 0000:00:02.0 --type i915-GVTg_V5_4",
+                "  mdev-hooks add vm1 --parent 0000:00:02.0 --type i915-GVTg_V5_4\n"
+                "  mdev-hooks add ml1 --vf 0000:41:00.4 --type 1414     # NVIDIA vGPU 17+ (not mdev)",
                 "Check that PARENT offers TYPE here, then add <hostdev type='mdev' managed='yes'> and the metadata "
                 "entry to the domain's persistent definition (virsh dumpxml --inactive, edit, virsh define). "
-                "Takes effect at the next start.")
+                "Takes effect at the next start.\n\n"
+                "With --vf (NVIDIA vGPU 17+ vendor-specific interface on kernel >= 6.8, not mdev): give the domain "
+                "that VF as <hostdev type='pci' managed='yes'> and the entry <device kind=\"nvidia-vf\" "
+                "parent=... type=T/>, so the hook writes T to the VF's nvidia/current_vgpu_type before each start "
+                "and 0 after. You choose the VF (`mdev-hooks types` lists them); the entry names its PF unless "
+                "--parent names the VF itself (or naming the PF would not work for this domain).")
     p.add_argument("domain", metavar="DOMAIN", help="domain name or UUID")
-    p.add_argument("--parent", metavar="P", type=_name, required=True, help="parent device, e.g. 0000:00:02.0")
-    p.add_argument("--type", metavar="T", type=_name, required=True, help="mdev type id, e.g. nvidia-231")
+    p.add_argument("--parent", metavar="P", type=_name,
+                   help="parent device, e.g. 0000:00:02.0 (required without --vf; with --vf: the VF's PF, the "
+                        "default, or the VF itself)")
+    p.add_argument("--type", metavar="T", type=_name, required=True,
+                   help="mdev type id, e.g. nvidia-231 (with --vf: the numeric vGPU type id, e.g. 1414)")
     p.add_argument("--uuid", metavar="U", type=_uuid, help="mdev UUID (default: a new random one)")
     p.add_argument("--model", choices=("vfio-pci", "vfio-ccw", "vfio-ap"),
                    help="hostdev model (default: the type's device_api)")
+    p.add_argument("--vf", metavar="VF", type=_pci,
+                   help="an NVIDIA vGPU 17+ on this VF (PCI address, e.g. 0000:41:00.4) instead of an mdev")
+    p.set_defaults(usage_check=_add_usage)
 
     p = command("drop", cmd_drop, "remove a managed mdev from a domain's persistent definition",
-                "  mdev-hooks drop vm1 4b20d080-1b54-4048-85b3-a6a62d165c01",
+                "  mdev-hooks drop vm1 4b20d080-1b54-4048-85b3-a6a62d165c01\n"
+                "  mdev-hooks drop ml1 --vf 0000:41:00.4",
                 "Remove the managed mdev hostdev and its metadata entry from the domain's persistent definition. "
-                "A running domain keeps its mdev until it stops; the hook removes it then.")
+                "A running domain keeps its mdev until it stops; the hook removes it then.\n\n"
+                "With --vf: remove the <hostdev type='pci' managed='yes'> on that VF and its kind=\"nvidia-vf\" "
+                "entry (the entries naming the VF; if none, the entry naming its PF that the hook gives this VF: "
+                "entries naming a PF take its VFs in document order). A running domain keeps its vGPU type until it "
+                "stops; the hook writes 0 then.")
     p.add_argument("domain", metavar="DOMAIN", help="domain name or UUID")
-    p.add_argument("uuid", metavar="UUID", type=_uuid, help="the mdev's UUID")
+    p.add_argument("uuid", metavar="UUID", type=_uuid, nargs="?", help="the mdev's UUID")
+    p.add_argument("--vf", metavar="VF", type=_pci, help="the NVIDIA vGPU on this VF instead of an mdev")
+    p.set_defaults(usage_check=_drop_usage)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check: Callable[[argparse.Namespace], str | None] | None = getattr(args, "usage_check", None)
+    problem = check(args) if check is not None else None
+    if problem:
+        args.parser.error(problem)  # exit 2, with the command's own usage line
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
