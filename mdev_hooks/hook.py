@@ -103,8 +103,9 @@ def run(name: str, op: str, data: bytes) -> int:
         log = logsetup.setup(cfg.log_file, domain=name, op=op, pid=os.getpid(), dry_run=cfg.dry_run)
         from mdev_hooks import mdevctl
 
+        env = steps.Env.from_config(cfg, log)
         try:
-            parsed = dom.parse(data, *mdevctl.lookup(cfg.mdevctl_dir, log))
+            parsed = lifecycle.resolve(dom.parse(data, *mdevctl.lookup(cfg.mdevctl_dir, log)), env)
         except HookError as e:
             if op != "release":
                 raise
@@ -113,8 +114,7 @@ def run(name: str, op: str, data: bytes) -> int:
             log.warning("release.xml_incomplete", error=str(e))
             parsed = dom.Domain(name=name, uuid=dom.domain_uuid(data))
         log = log.bind(domain_uuid=parsed.uuid)
-        env = steps.Env.from_config(cfg, log)
-        parsed = lifecycle.resolve(parsed, env)
+        env = steps.Env(env.cfg, env.sysfs, env.ledger, log)
         log.info("hook.invoked", mdevs=[m.uuid for m in parsed.mdevs])
         for m in parsed.unused:
             log.warning("metadata.unused", mdev=m.uuid, parent=m.parent, type=m.type, kind=m.kind,

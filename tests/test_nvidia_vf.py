@@ -409,3 +409,15 @@ def test_vf_unbound_during_prepare_is_rolled_back_only_when_it_can_be_cleared(h2
     assert current(fs, VF1) == SLICE
     assert h.run("guest1", "release", "end", doc).returncode == 0
     assert current(fs, VF1) == "0" and h.ledger() == []
+
+
+def test_release_after_the_entries_became_contradictory_still_clears(h200: tuple[Any, HookEnv]) -> None:
+    """The metadata was edited while the VM ran (two entries for its VF now): release works from the ledger."""
+    fs, h = h200
+    assert h.run("guest1", "prepare", "begin", vf_xml("guest1", DOM1, [(VF0, SLICE)], [VF0])).returncode == 0
+    edited = vf_xml("guest1", DOM1, [(VF0, SLICE), (VF0, FULL)], [VF0])
+    assert h.run("guest1", "prepare", "begin", edited).returncode == 1  # a start of it is refused
+    r = h.run("guest1", "release", "end", edited)
+    assert (r.returncode, r.stderr) == (0, b"")
+    assert current(fs, VF0) == "0" and h.ledger() == []
+    assert any(e["event"] == "release.xml_incomplete" for e in h.events())
