@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 # ---- fakesysfs: the FUSE kernel double (owner: tests/fakesysfs) ---------------------------------------------------
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fakesysfs.harness import FakeSysfs
+from hookrun import require_fuse
 
 
 @pytest.fixture
 def fakesysfs(tmp_path: Path) -> Iterator[Callable[..., FakeSysfs]]:
     """Factory: fakesysfs("intel-gvtg"), fakesysfs(["intel-gvtg", "nvidia-tesla-t4"]),
     fakesysfs([], synthetic_parents=8, synthetic_instances=32). Mounted in tmp_path; all unmounted at test end."""
-    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-        if os.environ.get("CI"):
-            pytest.fail("fakesysfs needs /dev/fuse and fusermount3 (scripts/setup installs fuse3)")
-        pytest.skip("fakesysfs needs /dev/fuse and fusermount3")
+    require_fuse()
     started: list[FakeSysfs] = []
 
     def start(profiles: list[str] | str, **synthetic: int) -> FakeSysfs:

@@ -93,3 +93,18 @@ def domain_xml(name: str, dom_uuid: str, mdevs: list[tuple[str, str, str]], unma
   <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>{hostdevs}</devices>
 </domain>
 """.encode()
+
+
+def require_fuse(what: str = "fakesysfs") -> None:
+    """Skip without /dev/fuse or fusermount3, except under CI, where a missing FUSE is a failure: a skipped tier
+    must never pass for a tested one."""
+    import os
+    import shutil
+
+    import pytest
+
+    if os.path.exists("/dev/fuse") and shutil.which("fusermount3") is not None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} needs /dev/fuse and fusermount3 (scripts/setup installs fuse3)")
+    pytest.skip(f"{what} needs /dev/fuse and fusermount3")

@@ -2,23 +2,19 @@
 section and leaks nothing. The figures are NOT checked (these machines are noisy); `python3 benchmarks/run.py`
 is the real run."""
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hookrun import require_fuse
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {"noop_ratio", "big_noop_ratio", "managed_ratio", "parallel_ratio", "serial_ratio", "leaks"}
 
 
 def test_benchmark_runs_and_leaks_nothing() -> None:
-    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-        if os.environ.get("CI"):
-            pytest.fail("the benchmark needs /dev/fuse and fusermount3 (scripts/setup installs fuse3)")
-        pytest.skip("the benchmark needs /dev/fuse and fusermount3")
+    require_fuse("the benchmark")
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick"], capture_output=True,
                        text=True, timeout=1200, stdin=subprocess.DEVNULL, check=False)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]

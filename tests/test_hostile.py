@@ -12,9 +12,7 @@ applies DESIGN.md's rules (name and UUID syntax, managed='yes' + type='mdev', me
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import time
 import uuid as uuidlib
@@ -28,7 +26,7 @@ from xml.sax.saxutils import escape
 import pytest
 from fakesysfs.harness import FakeSysfs
 from faultmatrix import ALLOWED_WRITE, Result, hook_writes, inproc, subproc
-from hookrun import HookEnv
+from hookrun import HookEnv, require_fuse
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -69,10 +67,7 @@ class Stage:
 
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
-    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-        if os.environ.get("CI"):
-            pytest.fail("fakesysfs needs /dev/fuse and fusermount3 (scripts/setup installs fuse3)")
-        pytest.skip("fakesysfs needs /dev/fuse and fusermount3")
+    require_fuse()
     base = tmp_path_factory.mktemp("hostile")
     fs = FakeSysfs(["mtty-sample", "intel-gvtg", "nvidia-tesla-t4"], base).start()
     try:

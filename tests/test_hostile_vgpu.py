@@ -11,8 +11,6 @@ back at 0 with no claim left.
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid as uuidlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 from fakesysfs.harness import FakeSysfs
 from faultmatrix import ALLOWED_WRITE, Result, hook_writes, inproc
-from hookrun import HookEnv
+from hookrun import HookEnv, require_fuse
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -45,10 +43,7 @@ class Stage:
 
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
-    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
-        if os.environ.get("CI"):
-            pytest.fail("fakesysfs needs /dev/fuse and fusermount3 (scripts/setup installs fuse3)")
-        pytest.skip("fakesysfs needs /dev/fuse and fusermount3")
+    require_fuse()
     base = tmp_path_factory.mktemp("hostile-vgpu")
     fs = FakeSysfs("nvidia-h200x-vendor-vfio", base).start()
     try:
