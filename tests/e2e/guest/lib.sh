@@ -72,7 +72,8 @@ wait_until() {
 
 # --- domains ---
 # define_domain NAME SPEC...; SPEC is TYPE=UUID (managed='yes' mtty hostdev + <mdev:device>) or
-# unmanaged=UUID (managed='no' hostdev, no metadata). Sets DOMU to the domain's <uuid>.
+# unmanaged=UUID (managed='no' hostdev, no metadata) or nometa=UUID (managed, no metadata: mdevctl). Sets DOMU
+# to the domain's <uuid>.
 define_domain() {
     local name=$1 spec u t meta="" devs=""
     shift
@@ -82,6 +83,8 @@ define_domain() {
         u=${spec#*=}
         if [ "$t" = unmanaged ]; then
             devs+="    <hostdev mode='subsystem' type='mdev' managed='no' model='vfio-pci'><source><address uuid='$u'/></source></hostdev>"$'\n'
+        elif [ "$t" = nometa ]; then  # managed, no metadata entry: parent and type come from elsewhere (mdevctl)
+            devs+="    <hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'><source><address uuid='$u'/></source></hostdev>"$'\n'
         else
             meta+="      <mdev:device uuid=\"$u\" parent=\"mtty\" type=\"$t\"/>"$'\n'
             devs+="    <hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'><source><address uuid='$u'/></source></hostdev>"$'\n'
