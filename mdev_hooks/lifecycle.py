@@ -22,7 +22,7 @@ from mdev_hooks.faultpoint import reached
 from mdev_hooks.locks import parent_locks
 from mdev_hooks.names import is_pci_address
 from mdev_hooks.sriov import lock_name, pick_vf, sriov_vfs
-from mdev_hooks.steps import ADOPT, CREATE, KEEP, Env, Step, current_device, drop, ms, take, thing, what
+from mdev_hooks.steps import ADOPT, CREATE, KEEP, Env, Step, current_device, drop, ms, owned_elsewhere, take, what
 from mdev_hooks.sysfs import MdevDevice
 
 NVIDIA_VENDOR = "0x10de"
@@ -141,10 +141,7 @@ def validate(domain: Domain, env: Env) -> list[Step]:
             env.log.info("mdev.policy_allowed", mdev=m.uuid, parent=m.parent, type=m.type)
         claim = env.ledger.get(m.uuid)
         if claim is not None and claim.domain_uuid != domain.uuid:
-            steps.append(Step(m, CREATE, None, (
-                f"cannot use {thing(m)}: the ledger gives it to domain {claim.domain_name or '?'} "
-                f"({claim.domain_uuid}); two domains cannot share an {'VF' if m.kind == NVIDIA_VF else 'mdev'}"
-            )))
+            steps.append(Step(m, CREATE, None, owned_elsewhere(m.kind, m.uuid, claim)))
             continue
         if m.kind == NVIDIA_VF:
             from mdev_hooks import vgpu

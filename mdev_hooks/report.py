@@ -292,7 +292,8 @@ def status_data(env: Env, running: Running) -> dict[str, Any]:
         entry["pf"] = sysfs.physfn(dev.parent)  # SR-IOV: the PF of the VF it is on
         entry["kind"] = "mdev"
         devices.append(entry)
-    for vf in sysfs.vgpu_vfs():  # NVIDIA's vendor-specific interface: a VF with a vGPU type set
+    vgpu_vfs = sysfs.vgpu_vfs()  # NVIDIA's vendor-specific interface (one scan of bus/pci/devices)
+    for vf in vgpu_vfs:  # a VF with a vGPU type set is a device too
         vgpu = sysfs.vgpu(vf)
         if vgpu is None:
             continue
@@ -320,7 +321,7 @@ def status_data(env: Env, running: Running) -> dict[str, Any]:
         "sysfs_root": sysfs.root,
         "state_dir": env.cfg.state_dir,
         "parents": parents,
-        "vgpu_vfs": vgpu_vfs_data(sysfs),
+        "vgpu_vfs": vgpu_vfs_data(sysfs, vgpu_vfs),
         "devices": devices,
         "orphans": orphans,
         "ledger_problems": problems,
@@ -332,10 +333,10 @@ def status_data(env: Env, running: Running) -> dict[str, Any]:
     }
 
 
-def vgpu_vfs_data(sysfs: Sysfs, vfs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def vgpu_vfs_data(sysfs: Sysfs, vfs: Sequence[str]) -> list[dict[str, Any]]:
     """NVIDIA's vendor-specific interface: each VF's current type and the types it can take now."""
     out = []
-    for vf in sysfs.vgpu_vfs() if vfs is None else vfs:
+    for vf in vfs:
         try:
             current = sysfs.current_vgpu_type(vf)
         except OSError:

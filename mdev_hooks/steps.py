@@ -51,8 +51,11 @@ def current_device(sysfs: Sysfs, kind: str, key: str) -> MdevDevice | None:
     return sysfs.vgpu(key) if kind == NVIDIA_VF else sysfs.device(key)
 
 
-def thing(m: ManagedMdev) -> str:
-    return f"VF {m.uuid}" if m.kind == NVIDIA_VF else f"mdev {m.uuid}"
+def owned_elsewhere(kind: str, key: str, other: L.Claim) -> str:
+    """The line for a device (an mdev UUID, or a VF) that the ledger gives to another domain."""
+    noun = "VF" if kind == NVIDIA_VF else "mdev"
+    return (f"cannot use {noun} {key}: the ledger gives it to domain {other.domain_name or '?'} "
+            f"({other.domain_uuid}); two domains cannot share {'a' if noun == 'VF' else 'an'} {noun}")
 
 
 def drop(env: Env, uuid: str) -> None:
@@ -79,8 +82,4 @@ def take(env: Env, domain: Domain, claim: L.Claim, log: Any) -> None:
         env.ledger.update(claim)
         other = None
     if other is not None:
-        what = f"VF {claim.mdev}" if claim.kind == NVIDIA_VF else f"mdev {claim.mdev}"
-        raise HookError(
-            f"cannot use {what}: the ledger gives it to domain {other.domain_name or '?'} "
-            f"({other.domain_uuid}); two domains cannot share an {'VF' if claim.kind == NVIDIA_VF else 'mdev'}"
-        )
+        raise HookError(owned_elsewhere(claim.kind, claim.mdev, other))

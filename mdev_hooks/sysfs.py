@@ -193,19 +193,10 @@ class Sysfs:
 
     def is_nvidia_vendor_vfio(self, name: str) -> bool:
         """True for NVIDIA vGPU 17+ devices (kernel >= 6.8): a VF with nvidia/creatable_vgpu_types, or its PF."""
-        pci = os.path.join(self.root, "bus", "pci", "devices", name)
-        if not os.path.lexists(pci):
-            return False
-        if os.path.exists(os.path.join(pci, "nvidia", "creatable_vgpu_types")):
-            return True
         try:
-            entries = os.listdir(pci)
+            return any(self._vgpu_file(dev, "creatable_vgpu_types") for dev in (name, *self.vfs(name)))
         except OSError:
             return False
-        return any(
-            e.startswith("virtfn") and os.path.exists(os.path.join(pci, e, "nvidia", "creatable_vgpu_types"))
-            for e in entries
-        )
 
     # -- SR-IOV: PF <-> VF links of PCI devices ------------------------------------------------------------------
     def _pci_dir(self, name: str) -> str | None:
