@@ -57,43 +57,25 @@ def main() -> int:
         ap.error("--pairs must be >= 1")
 
     tmp = Path(tempfile.mkdtemp(prefix="mdev-hooks-bench."))
-    started = lvlab.ctl("status").rc != 0
     samples: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
-    with lvlab.saved_host_state(tmp / "backup"):
-        if started:
-            r = lvlab.ctl("start")
-            assert r.rc == 0, str(r)
-        dlog = lvlab.DaemonLog(tmp / "libvirtd-hooks.log")
-        try:
-            dlog.enable()
-            lvlab.set_daemon_log(dlog)
-            (tmp / "sysfs").mkdir()  # a plain domain never reaches sysfs
-            lvlab.write_config(tmp / "sysfs", tmp)
-            name = lvlab.PREFIX + "bench-plain"
-            lvlab.cleanup_test_domains()
-            lvlab.define(lvlab.domain_xml(name, lvlab.new_uuid()), tmp)
-            switch(False)
-            cycle(name, False)  # warm-up: qemu binary and firmware in the page cache
-            for i in range(args.pairs):
-                for hooked in (True, False) if i % 2 == 0 else (False, True):
-                    switch(hooked)
-                    samples[hooked].append(cycle(name, hooked))
-                print(f"pair {i + 1}/{args.pairs}", file=sys.stderr, end="\r")
-            print(file=sys.stderr)
-            # the hook alone, run the way libvirt runs it (plain XML on stdin), for context
-            hook = lvlab.install_hook("qemu")
-            xml = lvlab.domain_xml(name, lvlab.new_uuid())
-            direct = [lvlab.run([str(hook), name, op, sub, "-"], stdin=xml).seconds
-                      for _ in range(args.pairs) for op, sub in CALLS]
-        finally:
-            lvlab.cleanup_test_domains()
-            lvlab.remove_hooks()
-            if started:
-                lvlab.ctl("stop")
-            else:
-                lvlab.reload_daemon()
-                dlog.restore()
-            lvlab.set_daemon_log(None)
+    with lvlab.daemon_session(tmp / "backup"):
+        (tmp / "sysfs").mkdir()  # a plain domain never reaches sysfs
+        lvlab.write_config(tmp / "sysfs", tmp)
+        name = lvlab.PREFIX + "bench-plain"
+        lvlab.define(lvlab.domain_xml(name, lvlab.new_uuid()), tmp)
+        switch(False)
+        cycle(name, False)  # warm-up: qemu binary and firmware in the page cache
+        for i in range(args.pairs):
+            for hooked in (True, False) if i % 2 == 0 else (False, True):
+                switch(hooked)
+                samples[hooked].append(cycle(name, hooked))
+            print(f"pair {i + 1}/{args.pairs}", file=sys.stderr, end="\r")
+        print(file=sys.stderr)
+        # the hook alone, run the way libvirt runs it (plain XML on stdin), for context
+        hook = lvlab.install_hook("qemu")
+        xml = lvlab.domain_xml(name, lvlab.new_uuid())
+        direct = [lvlab.run([str(hook), name, op, sub, "-"], stdin=xml).seconds
+                  for _ in range(args.pairs) for op, sub in CALLS]
 
     def med(hooked: bool, k: int | None) -> float:
         return statistics.median(sum(s) if k is None else s[k] for s in samples[hooked])

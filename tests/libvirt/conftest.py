@@ -55,28 +55,8 @@ def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         pytest.fail("libvirt tier: libvirtd is installed but the tier needs root (system daemon, /etc/libvirt)")
     if not os.path.exists("/dev/fuse"):
         pytest.fail("libvirt tier: /dev/fuse is missing (the fake mdev sysfs is a FUSE file system)")
-    backup = tmp_path_factory.mktemp("host-backup")
-    with lvlab.saved_host_state(backup):
-        started = lvlab.ctl("status").rc != 0
-        if started:
-            r = lvlab.ctl("start")
-            assert r.rc == 0, str(r)
-        dlog = lvlab.DaemonLog(backup / "libvirtd-hooks.log")
-        try:
-            dlog.enable()
-            lvlab.set_daemon_log(dlog)
-            lvlab.cleanup_test_domains()
-            yield
-        finally:
-            lvlab.cleanup_test_domains()
-            lvlab.remove_hooks()
-            if started:
-                r = lvlab.ctl("stop")
-                assert r.rc == 0, str(r)
-            else:
-                lvlab.reload_daemon()  # a daemon we did not start forgets our hook
-                dlog.restore()
-            lvlab.set_daemon_log(None)
+    with lvlab.daemon_session(tmp_path_factory.mktemp("host-backup")):
+        yield
 
 
 @pytest.fixture(scope="module", params=["qemu", "qemu.d"])

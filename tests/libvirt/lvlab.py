@@ -404,6 +404,35 @@ class Lab:
 
 
 @contextmanager
+def daemon_session(workdir: Path) -> Iterator[DaemonLog]:
+    """The system libvirtd for a test session or a benchmark: /etc's hook and config dirs saved to `workdir` and
+    put back, the daemon started if it was not running (and stopped after), its hook-call log on (in `workdir`),
+    test domains and our hooks removed at both ends. A daemon we did not start is reloaded, so it forgets our
+    hook, and gets its own log settings back."""
+    with saved_host_state(workdir):
+        started = ctl("status").rc != 0
+        if started:
+            r = ctl("start")
+            assert r.rc == 0, str(r)
+        dlog = DaemonLog(workdir / "libvirtd-hooks.log")
+        try:
+            dlog.enable()
+            set_daemon_log(dlog)
+            cleanup_test_domains()
+            yield dlog
+        finally:
+            cleanup_test_domains()
+            remove_hooks()
+            if started:
+                r = ctl("stop")
+                assert r.rc == 0, str(r)
+            else:
+                reload_daemon()
+                dlog.restore()
+            set_daemon_log(None)
+
+
+@contextmanager
 def open_lab(profiles: str | list[str], layout: str, tmp: Path) -> Iterator[Lab]:
     """The module-scoped lab: a FUSE fake of `profiles`, the config pointing at it, the real hook installed in
     `layout` (qemu or qemu.d) and libvirtd reloaded to find it; all undone at exit."""
