@@ -292,14 +292,16 @@ def status_data(env: Env, running: Running) -> dict[str, Any]:
         entry["pf"] = sysfs.physfn(dev.parent)  # SR-IOV: the PF of the VF it is on
         entry["kind"] = "mdev"
         devices.append(entry)
-    vgpu_vfs = sysfs.vgpu_vfs()  # NVIDIA's vendor-specific interface (one scan of bus/pci/devices)
-    for vf in vgpu_vfs:  # a VF with a vGPU type set is a device too
-        vgpu = sysfs.vgpu(vf)
-        if vgpu is None:
+    # NVIDIA's vendor-specific interface: one scan of bus/pci/devices and one read per VF, so the VF table
+    # and the device list cannot disagree about a type that changes meanwhile.
+    vfs = vgpu_vfs_data(sysfs, sysfs.vgpu_vfs())
+    for v in vfs:  # a VF with a vGPU type set is a device too
+        vf, current = v["vf"], v["current_type"]
+        if current in (None, "", "0"):
             continue
         c = by_mdev.get(vf)
-        ours = c is not None and c.kind == NVIDIA_VF and c.type == vgpu.type
-        entry = {"uuid": vf, "parent": vf, "type": vgpu.type, "kind": NVIDIA_VF, "pf": sysfs.physfn(vf),
+        ours = c is not None and c.kind == NVIDIA_VF and c.type == current
+        entry = {"uuid": vf, "parent": vf, "type": current, "kind": NVIDIA_VF, "pf": v["pf"],
                  "type_name": "", "attrs": []}
         if c is None or not ours:
             entry.update(owner="external", domain_uuid=None, domain_name=None, state=None, running=None)
@@ -321,7 +323,7 @@ def status_data(env: Env, running: Running) -> dict[str, Any]:
         "sysfs_root": sysfs.root,
         "state_dir": env.cfg.state_dir,
         "parents": parents,
-        "vgpu_vfs": vgpu_vfs_data(sysfs, vgpu_vfs),
+        "vgpu_vfs": vfs,
         "devices": devices,
         "orphans": orphans,
         "ledger_problems": problems,
