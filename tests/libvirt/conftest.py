@@ -66,6 +66,13 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield lab
 
 
+@pytest.fixture
+def config(lab: lvlab.Lab) -> Iterator[None]:
+    """For tests that rewrite /etc/mdev-hooks/config.toml: the module's own config again afterwards."""
+    yield
+    lvlab.write_config(lab.fs.root, lab.tmp, nvidia_release_wait=0.5)
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_domains() -> Iterator[None]:
     yield

@@ -266,6 +266,10 @@ class HookLog:
         """`op subop` of every hook.invoked for domain since mark, in order."""
         return [f"{e.get('op')} {e.get('subop', '?')}" for e in self.since(mark, "hook.invoked", domain)]
 
+    def events(self, mark: int, domain: str) -> list[str]:
+        """`op event` of everything the hook logged for domain since mark, in order."""
+        return [f"{e.get('op')} {e['event']}" for e in self.since(mark, domain=domain)]
+
     def acting_calls(self, mark: int, domain: str) -> list[str]:
         """The ops that act on mdevs (prepare, release) among the hook.invoked for domain since mark."""
         return [e["op"] for e in self.since(mark, "hook.invoked", domain) if e.get("op") in ("prepare", "release")]
@@ -384,6 +388,20 @@ class Lab:
     def writes(self, mark: int) -> list[dict[str, Any]]:
         """create/remove journal entries since mark."""
         return [e for e in self.fs.journal()[mark:] if e.get("op") in WRITE_OPS and e.get("actor") == "user"]
+
+    def device_uuids(self) -> list[str]:
+        """The UUIDs of every mdev the fake has now, sorted."""
+        return sorted(d if isinstance(d, str) else d["uuid"] for d in self.fs.devices())
+
+    def ledger_files(self) -> list[str]:
+        """Everything under the hook's state_dir (the ledger), relative to the work dir."""
+        return sorted(str(p.relative_to(self.tmp)) for p in (self.tmp / "state").rglob("*"))
+
+    def remove_external(self, uuid: str) -> None:
+        """Remove a device the test created behind the hook's back (`create_external`), if it is still there."""
+        remove = Path(self.fs.root) / "bus" / "mdev" / "devices" / uuid / "remove"
+        if remove.exists():
+            remove.write_text("1")
 
     def define(self, name: str, managed: list[Mdev] = [], unmanaged: list[str] = [],  # noqa: B006
                style: str = "prefixed") -> str:

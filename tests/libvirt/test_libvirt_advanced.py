@@ -7,17 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import lvlab
-import pytest
 from lvlab import Lab, Mdev, new_uuid
-
-
-@pytest.fixture
-def config(lab: Lab) -> Iterator[None]:
-    yield
-    lvlab.write_config(lab.fs.root, lab.tmp, nvidia_release_wait=0.5)  # the module's own config again
 
 
 def test_policy_refusal_is_virsh_starts_error(lab: Lab, config: None) -> None:

@@ -7,7 +7,6 @@ failed-start path prepare (hook creates) -> libvirt fails -> stopped -> release 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import lvlab
@@ -84,7 +83,7 @@ def test_managed_mdevs_created_at_prepare_removed_at_release(lab: Lab, count: in
     assert lab.dlog.calls(dmark, name, lab.hook) == FAILED_START
     assert lab.log.acting_calls(lmark, name) == ["prepare", "release"]
     assert_created_in_prepare_removed_in_release(lab, mark, lmark, name, mdevs)
-    assert _device_uuids(lab) == []
+    assert lab.device_uuids() == []
     assert {k: lab.fs.available(*k) for k in before} == before
     lab.record(f"{count} managed mdev(s), metadata {style}", mark)
 
@@ -119,20 +118,10 @@ def test_no_free_instance_fails_start_with_the_hooks_reason(lab: Lab) -> None:
         assert lab.dlog.calls(dmark, name, lab.hook) == FAILED_START
         assert lab.log.acting_calls(lmark, name) == ["prepare", "release"]
         assert lab.writes(mark) == []  # validated before any write: nothing created, nothing to remove
-        assert [d for d in _device_uuids(lab)] == [other]
+        assert lab.device_uuids() == [other]
         lab.record("no free instance (GVT-g V5_4 taken by an external device)", mark)
     finally:
-        _remove_external(lab, other)
-
-
-def _device_uuids(lab: Lab) -> list[str]:
-    return sorted(d if isinstance(d, str) else d["uuid"] for d in lab.fs.devices())
-
-
-def _remove_external(lab: Lab, uuid: str) -> None:
-    remove = Path(lab.fs.root) / "bus" / "mdev" / "devices" / uuid / "remove"
-    if remove.exists():
-        remove.write_text("1")
+        lab.remove_external(other)
 
 
 def test_unmanaged_mdev_is_never_touched(lab: Lab) -> None:
@@ -150,12 +139,12 @@ def test_unmanaged_mdev_is_never_touched(lab: Lab) -> None:
         creates, removes = _creates_removes(lab, mark)
         assert [e["uuid"] for e in creates] == [ours.uuid]
         assert [e["uuid"] for e in removes] == [ours.uuid]
-        assert _device_uuids(lab) == [theirs]
+        assert lab.device_uuids() == [theirs]
         unused = [e.get("mdev") for e in lab.log.since(lmark, "metadata.unused", name) if e.get("op") == "prepare"]
         assert unused == [theirs]
         lab.record("unmanaged + managed in one domain", mark)
     finally:
-        _remove_external(lab, theirs)
+        lab.remove_external(theirs)
 
 
 @pytest.mark.parametrize(("example", "parent", "mtype"), [
@@ -173,5 +162,5 @@ def test_examples_create_and_remove_their_device(lab: Lab, example: str, parent:
     r = lvlab.virsh("start", name)
     assert lvlab.start_failed_on_vfio(r, name), str(r)
     assert_created_in_prepare_removed_in_release(lab, mark, lmark, name, [Mdev(uuid, parent, mtype)])
-    assert _device_uuids(lab) == []
+    assert lab.device_uuids() == []
     lab.record(f"examples/{example}.xml", mark)

@@ -16,11 +16,8 @@ same Prepare and the same hook call with the live XML.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import lvlab
-import pytest
 from lvlab import Lab, Mdev, new_uuid
 
 GVT = "0000:00:02.0"
@@ -28,12 +25,6 @@ GVT_TYPE = "i915-GVTg_V5_4"  # one instance on the intel-gvtg profile
 SOURCE_PARENT = "0000:41:00.0"  # the source host's name for its GPU: absent here
 SAME_HOST = re.compile(r"error: internal error: Attempt to migrate guest to the same host [0-9a-f-]{36}\n")
 WHEN = "(checked at migrate begin, before the domain came to this host)"
-
-
-@pytest.fixture
-def config(lab: Lab) -> Iterator[None]:
-    yield
-    lvlab.write_config(lab.fs.root, lab.tmp, nvidia_release_wait=0.5)  # the module's own config again
 
 
 def migrate(name: str) -> lvlab.Run:
@@ -47,13 +38,9 @@ def hook_error(lab: Lab, name: str, reason: str) -> re.Pattern[str]:
         rf"{re.escape(reason)}\n\n")
 
 
-def events(lab: Lab, lmark: int, name: str) -> list[str]:
-    return [f"{e.get('op')} {e['event']}" for e in lab.log.since(lmark, domain=name)]
-
-
 def nothing_left(lab: Lab, mark: int, name: str) -> None:
     assert lab.any_writes(mark) == []
-    assert sorted((lab.tmp / "state").rglob("*")) == []
+    assert lab.ledger_files() == []
     assert lvlab.virsh("domstate", name).stdout.strip() == "shut off"  # still defined on the source
 
 
@@ -72,14 +59,12 @@ def test_no_free_instance_refuses_the_incoming_migration(lab: Lab) -> None:
         # libvirt ran the hook once and stopped there: its same-host check never came
         assert lab.dlog.calls(dmark, name, lab.hook) == ["migrate begin"]
         assert "same host" not in lab.dlog.text(dmark)
-        assert events(lab, lmark, name) == ["migrate hook.invoked", "migrate hook.failed"]
+        assert lab.log.events(lmark, name) == ["migrate hook.invoked", "migrate hook.failed"]
         nothing_left(lab, mark, name)
-        assert [d if isinstance(d, str) else d["uuid"] for d in lab.fs.devices()] == [other]
+        assert lab.device_uuids() == [other]
         lab.record("offline migrate, no free instance: refused at migrate begin", mark)
     finally:
-        remove = Path(lab.fs.root) / "bus" / "mdev" / "devices" / other / "remove"
-        if remove.exists():
-            remove.write_text("1")
+        lab.remove_external(other)
 
 
 def test_free_instance_passes_then_libvirt_refuses_the_same_host(lab: Lab) -> None:
@@ -91,7 +76,7 @@ def test_free_instance_passes_then_libvirt_refuses_the_same_host(lab: Lab) -> No
     text = lab.dlog.text(dmark)
     assert lab.dlog.calls(dmark, name, lab.hook) == ["migrate begin"]
     assert text.index(f"Calling hook {lab.hook} id={name} op=migrate subop=begin") < text.index("same host")
-    assert events(lab, lmark, name) == ["migrate hook.invoked", "migrate incoming.checked", "migrate hook.done"]
+    assert lab.log.events(lmark, name) == ["migrate hook.invoked", "migrate incoming.checked", "migrate hook.done"]
     assert [e["mdevs"] for e in lab.log.since(lmark, "incoming.checked", name)] == [[want.uuid]]
     nothing_left(lab, mark, name)
     assert lab.fs.available(GVT, GVT_TYPE) == 1
@@ -106,7 +91,7 @@ def test_parents_table_renames_the_source_hosts_parent(lab: Lab, config: None) -
     r = migrate(name)
     assert r.rc == 1 and f"parent {SOURCE_PARENT} not found under /sys/class/mdev_bus" in r.stderr, str(r)
     assert r.stderr.count("mdev-hooks: ") == 1 and r.stderr.endswith(f"{WHEN}\n\n"), str(r)
-    assert events(lab, lmark, name) == ["migrate hook.invoked", "migrate hook.failed"]
+    assert lab.log.events(lmark, name) == ["migrate hook.invoked", "migrate hook.failed"]
     nothing_left(lab, mark, name)
     # with it (a TOML table: after every plain key), the hook checks this host's GPU and passes
     with lvlab.CONFIG_FILE.open("a") as f:
@@ -117,6 +102,6 @@ def test_parents_table_renames_the_source_hosts_parent(lab: Lab, config: None) -
     assert lab.dlog.calls(dmark, name, lab.hook) == ["migrate begin"]
     mapped = lab.log.since(lmark, "mdev.parent_mapped", name)
     assert [(e["domain_parent"], e["host_parent"]) for e in mapped] == [(SOURCE_PARENT, GVT)]
-    assert events(lab, lmark, name)[-2:] == ["migrate incoming.checked", "migrate hook.done"]
+    assert lab.log.events(lmark, name)[-2:] == ["migrate incoming.checked", "migrate hook.done"]
     nothing_left(lab, mark, name)
     lab.record("offline migrate, [parents] renames the source host's parent: passed", mark)

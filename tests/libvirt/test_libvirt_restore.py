@@ -70,18 +70,6 @@ def edited(lab: Lab, s: Saved, m: Mdev, hostdev: bool) -> Path:
     return f
 
 
-def ledger_files(lab: Lab) -> list[str]:
-    return sorted(str(p.relative_to(lab.tmp)) for p in (lab.tmp / "state").rglob("*"))
-
-
-def events(lab: Lab, lmark: int, name: str) -> list[str]:
-    return [f"{e.get('op')} {e['event']}" for e in lab.log.since(lmark, domain=name)]
-
-
-def device_uuids(lab: Lab) -> list[str]:
-    return sorted(d if isinstance(d, str) else d["uuid"] for d in lab.fs.devices())
-
-
 def test_no_free_instance_refuses_the_restore_at_restore_begin(lab: Lab, saved: Saved) -> None:
     other = new_uuid()  # someone else's device takes the only GVT-g V5_4 instance
     lab.fs.control(cmd="create_external", parent=GVT, type=GVT_TYPE, uuid=other)
@@ -102,19 +90,17 @@ def test_no_free_instance_refuses_the_restore_at_restore_begin(lab: Lab, saved: 
         # libvirtd ran the hook once, then stopped: no ABI check, no prepare, no release
         assert lab.dlog.calls(dmark, saved.name, lab.hook) == ["restore begin"]
         assert "Target domain" not in lab.dlog.text(dmark)
-        assert events(lab, lmark, saved.name) == ["restore hook.invoked", "restore hook.failed"]
+        assert lab.log.events(lmark, saved.name) == ["restore hook.invoked", "restore hook.failed"]
         invoked, failed = lab.log.since(lmark, domain=saved.name)
         assert invoked["mdevs"] == [want.uuid] and f"mdev-hooks: {failed['error']}" == reason
         # read-only: not one write to the fake, no ledger entry, the other device untouched
         assert lab.any_writes(mark) == []
-        assert ledger_files(lab) == []
-        assert device_uuids(lab) == [other] and lab.fs.available(GVT, GVT_TYPE) == 0
+        assert lab.ledger_files() == []
+        assert lab.device_uuids() == [other] and lab.fs.available(GVT, GVT_TYPE) == 0
         assert lvlab.virsh("domstate", saved.name, "--reason").stdout.strip() == "shut off (saved)"
         lab.record("restore --xml with an mdev, no free instance: refused at restore begin", mark)
     finally:
-        remove = Path(lab.fs.root) / "bus" / "mdev" / "devices" / other / "remove"
-        if remove.exists():
-            remove.write_text("1")
+        lab.remove_external(other)
 
 
 def test_free_instance_passes_restore_begin_then_libvirt_refuses_the_abi_change(lab: Lab, saved: Saved) -> None:
@@ -131,10 +117,11 @@ def test_free_instance_passes_restore_begin_then_libvirt_refuses_the_abi_change(
     text = lab.dlog.text(dmark)
     call = text.index(f"Calling hook {lab.hook} id={saved.name} op=restore subop=begin extra=-")
     assert call < text.index(ABI_ERROR.removeprefix("error: "))
-    assert events(lab, lmark, saved.name) == ["restore hook.invoked", "restore incoming.checked", "restore hook.done"]
+    assert lab.log.events(lmark, saved.name) == [
+        "restore hook.invoked", "restore incoming.checked", "restore hook.done"]
     assert [e["mdevs"] for e in lab.log.since(lmark, "incoming.checked", saved.name)] == [[want.uuid]]
     # nothing was prepared, so nothing is left behind
-    assert lab.any_writes(mark) == [] and ledger_files(lab) == [] and device_uuids(lab) == []
+    assert lab.any_writes(mark) == [] and lab.ledger_files() == [] and lab.device_uuids() == []
     assert lab.fs.available(GVT, GVT_TYPE) == free
     assert lvlab.virsh("domstate", saved.name, "--reason").stdout.strip() == "shut off (saved)"
 
@@ -149,7 +136,7 @@ def test_free_instance_passes_restore_begin_then_libvirt_refuses_the_abi_change(
                        capture_output=True, timeout=60, check=False,
                        env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     assert (p.returncode, p.stdout, p.stderr) == (0, b"", b"")
-    assert lab.any_writes(mark) == [] and ledger_files(lab) == []
+    assert lab.any_writes(mark) == [] and lab.ledger_files() == []
     lab.record("restore --xml with an mdev, all free: hook passed, libvirt refused the ABI change", mark)
 
 
@@ -172,5 +159,5 @@ def test_restore_with_our_metadata_runs_with_the_xml_given(lab: Lab, saved: Save
     dmark = lab.dlog.mark()
     lvlab.virsh_ok("destroy", saved.name)
     assert lab.dlog.calls(dmark, saved.name, lab.hook) == ["stopped end", "release end"]
-    assert lab.any_writes(mark) == [] and ledger_files(lab) == [] and device_uuids(lab) == []
+    assert lab.any_writes(mark) == [] and lab.ledger_files() == [] and lab.device_uuids() == []
     lab.record("restore --xml with our metadata only: restored and running", mark)
