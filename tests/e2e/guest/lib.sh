@@ -27,6 +27,29 @@ ok() { note "ok: $*"; }
 
 new_uuid() { cat /proc/sys/kernel/random/uuid; }
 
+# --- what differs between the releases' kernels, libvirt and mdevctl ---
+RELEASE=$(cat "$SHARE/release" 2>/dev/null || echo unknown)
+KMAJ=$(uname -r | cut -d. -f1)
+KMIN=$(uname -r | cut -d. -f2)
+kernel_before() { [ "$KMAJ" -lt "$1" ] || { [ "$KMAJ" -eq "$1" ] && [ "$KMIN" -lt "$2" ]; }; }
+# The 5.10 mdev core (bullseye): vfio binding in the separate vfio_mdev module; available_instances,
+# name and description are the parent driver's own attributes, and mtty's create never refuses (no pool
+# limit: its available_instances goes negative). From 6.1 on, the core counts and mtty says ENOSPC.
+legacy_mdev() { kernel_before 6 1; }
+LIBVIRT_VERSION=$(libvirtd --version 2>/dev/null | awk '{print $NF}')
+MDEVCTL_VERSION=$(dpkg-query -W -f='${Version}' mdevctl 2>/dev/null)
+
+versions() { # one line: what this guest runs
+    local os py lv qv kv mv
+    os=$(. /etc/os-release && echo "Debian $(cat /etc/debian_version) ($VERSION_CODENAME)")
+    py=$("$VENV/bin/python3" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '?')
+    lv=$LIBVIRT_VERSION
+    qv=$(qemu-system-x86_64 --version | head -n1 | sed 's/^QEMU emulator version //')
+    kv="$(uname -r) ($(dpkg-query -W -f='${Version}' "linux-image-$(uname -r)" 2>/dev/null))"
+    mv=$MDEVCTL_VERSION
+    echo "versions: $os; kernel $kv; python $py; libvirt $lv; qemu $qv; mdevctl $mv"
+}
+
 # --- sysfs ---
 mdev_exists() { [ -e "$DEVICES/$1" ]; }
 mdev_type() { basename "$(readlink "$DEVICES/$1/mdev_type")"; }

@@ -33,13 +33,22 @@ collect_logs() {
 setup() {
     local t wheel
     echo "--- setup"
-    echo "  guest kernel $(uname -r), $(libvirtd --version), $(qemu-system-x86_64 --version | head -n1)"
+    versions | tee "$OUT/versions.txt"
     # libvirtd probes qemu's capabilities on its first use (tens of seconds under TCG): start that now,
     # in parallel with the installation below.
     (timeout 300 virsh -q version > "$SCRATCH/probe.out" 2>&1; echo $? > "$SCRATCH/probe.rc") &
     PROBE=$!
     t=$(now_s)
     modprobe -a vfio vfio_iommu_type1 mdev || fail "modprobe vfio vfio_iommu_type1 mdev failed"
+    # 5.10: an mdev is bound to vfio by the separate vfio_mdev driver, which nothing loads by itself (no
+    # alias); without it qemu cannot open the device. 6.1 and 6.12 have it in the core: no such module.
+    if legacy_mdev; then
+        modprobe vfio_mdev || fail "modprobe vfio_mdev failed (kernel $(uname -r) needs it)"
+        note "kernel $(uname -r): vfio_mdev loaded (a separate module before 5.16)"
+    else
+        if modinfo vfio_mdev > /dev/null 2>&1; then fail "kernel $(uname -r) has a vfio_mdev module"; fi
+        note "kernel $(uname -r): no vfio_mdev module (vfio binding is in the mdev core)"
+    fi
     modprobe mtty 2>/dev/null || insmod "/lib/modules/$(uname -r)/extra/mtty.ko" || fail "loading mtty.ko failed"
     [ -d "$TYPES/mtty-2" ] || fail "$TYPES/mtty-2 missing after loading mtty"
     [ "$(avail mtty-1)" = 24 ] && [ "$(avail mtty-2)" = 12 ] \

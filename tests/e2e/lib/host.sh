@@ -5,8 +5,29 @@ E2E_DIR=${E2E_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 REPO_ROOT=${REPO_ROOT:-$(cd "$E2E_DIR/../.." && pwd)}
 E2E_CACHE_DIR=${E2E_CACHE_DIR:-/var/cache/mdev-hooks-e2e}
 
-# Debian packages the host needs to build and boot the guest image.
-HOST_PACKAGES=(debootstrap qemu-system-x86 linux-source-6.1 e2fsprogs xz-utils util-linux)
+# Debian packages the host needs to build and boot the guest images. The kernel source is not among them:
+# each release's linux-source-X.Y .deb comes from that release's archive (archive_apt, fetch_mtty_c).
+HOST_PACKAGES=(debootstrap qemu-system-x86 e2fsprogs xz-utils util-linux)
+
+# The Debian releases the real-kernel tier runs on (the default: all of them, as CI does).
+ALL_RELEASES=(bullseye bookworm trixie)
+
+# release_vars RELEASE: sets the per-release facts the build and the run need.
+#   REL_PY      the guest's python3 (X.Y), REL_ABI its wheel ABI tag, REL_PYFULL its full version (markers)
+#   REL_GLIBC   the guest's glibc minor (2.REL_GLIBC): the newest manylinux tag its pip accepts
+#   REL_SRC     the kernel source package mtty.c comes from (the same upstream series as the guest's kernel)
+#   REL_EXTRA   guest packages beyond the common list
+release_vars() {
+    case "$1" in
+    bullseye) REL_PY=3.9 REL_PYFULL=3.9.2 REL_GLIBC=31 REL_SRC=linux-source-5.10 REL_EXTRA=() ;;
+    bookworm) REL_PY=3.11 REL_PYFULL=3.11.2 REL_GLIBC=36 REL_SRC=linux-source-6.1 REL_EXTRA=() ;;
+    # trixie: libvirt-daemon-system is a metapackage over the split drivers; name what the tier uses
+    trixie) REL_PY=3.13 REL_PYFULL=3.13.5 REL_GLIBC=41 REL_SRC=linux-source-6.12
+        REL_EXTRA=(libvirt-daemon libvirt-daemon-driver-qemu) ;;
+    *) die "unknown release '$1' (have: ${ALL_RELEASES[*]})" ;;
+    esac
+    REL_ABI=cp${REL_PY/./}
+}
 
 log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -40,8 +61,8 @@ host_python() {
     echo python3
 }
 
-# Print "MIRROR SECURITY_MIRROR": the Debian mirrors from the host's apt sources.
-# E2E_MIRROR / E2E_SECURITY_MIRROR override.
+# Print "MIRROR SECURITY_MIRROR": the Debian mirrors from the host's apt sources (any Debian suite: the
+# same mirror serves bullseye, bookworm and trixie). E2E_MIRROR / E2E_SECURITY_MIRROR override.
 detect_mirrors() {
     python3 - <<'EOF'
 import glob, os, re
@@ -71,11 +92,11 @@ for f in files:
             line = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
             if len(line) >= 3 and line[0] == "deb":
                 entries.append((line[1], line[2]))
-main = next((u for u, s in entries if s == "bookworm"), None) \
-    or next((u for u, s in entries if s.startswith("bookworm") and "security" not in s), None) \
+suites = ("bullseye", "bookworm", "trixie")
+main = next((u for u, s in entries if s in suites), None) \
+    or next((u for u, s in entries if s.split("-")[0] in suites and "security" not in s), None) \
     or "http://deb.debian.org/debian"
-sec = next((u for u, s in entries if s == "bookworm-security"), None) \
-    or next((u for u, s in entries if "security" in s), None) \
+sec = next((u for u, s in entries if s.split("-")[0] in suites and "security" in s), None) \
     or "http://deb.debian.org/debian-security"
 print(os.environ.get("E2E_MIRROR") or main.rstrip("/"), os.environ.get("E2E_SECURITY_MIRROR") or sec.rstrip("/"))
 EOF
@@ -91,14 +112,72 @@ print("\n".join(sorted(deps)))
 EOF
 }
 
-# Print the cache key of the guest image: a hash of the recipe (build-image, image/), the project's
-# runtime dependency list and the host's linux-source version. Not of the project's code, and not of
-# the guest-side test scripts (those travel in the 9p share at every run).
+# archive_apt RELEASE apt-get|apt-cache ARGS...: the host's apt, pointed at RELEASE's archive (main,
+# -updates, -security) with its own lists under $E2E_CACHE_DIR/apt/RELEASE: no effect on the host's apt.
+# "archive_apt REL update" refreshes the lists (cheap when nothing changed: apt sends If-Modified-Since).
+archive_apt() {
+    local rel=$1 tool=$2 dir=$E2E_CACHE_DIR/apt/$1 mirror sec
+    shift 2
+    if [ ! -f "$dir/sources.list" ]; then
+        read -r mirror sec < <(detect_mirrors)
+        mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/sources.list.d"
+        {
+            echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $rel main"
+            echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $rel-updates main"
+            echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $sec $rel-security main"
+        } > "$dir/sources.list.tmp"
+        mv "$dir/sources.list.tmp" "$dir/sources.list"
+    fi
+    "$tool" -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts="$dir/sources.list.d" \
+        -o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache" -o Dir::State::status=/dev/null \
+        -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts="$dir/sources.list.d" \
+        -o APT::Architecture=amd64 -o Acquire::Languages=none -o DPkg::Lock::Timeout=600 -q "$@"
+}
+
+# archive_version RELEASE PACKAGE: the candidate version of PACKAGE in RELEASE (after archive_apt update)
+archive_version() {
+    archive_apt "$1" apt-cache policy "$2" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }'
+}
+
+# fetch_mtty_c RELEASE DEST: samples/vfio-mdev/mtty.c of RELEASE's own kernel source (REL_SRC, the candidate
+# version) into DEST. The .deb is downloaded with the host's apt pointed at RELEASE's archive, and only
+# mtty.c is kept, cached per source version under $E2E_CACHE_DIR/apt/RELEASE.
+fetch_mtty_c() {
+    local rel=$1 dest=$2 ver cached tmp
+    release_vars "$rel"
+    ver=$(archive_version "$rel" "$REL_SRC")
+    [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "$rel's archive has no $REL_SRC"
+    cached=$E2E_CACHE_DIR/apt/$rel/mtty-$REL_SRC-$ver.c
+    if [ ! -s "$cached" ]; then
+        tmp=$(mktemp -d "$E2E_CACHE_DIR/apt/$rel/src.XXXXXX")
+        (cd "$tmp" && archive_apt "$rel" apt-get download "$REL_SRC=$ver" > download.log 2>&1) \
+            || { cat "$tmp/download.log" >&2; rm -rf "$tmp"; die "apt-get download $REL_SRC=$ver ($rel) failed"; }
+        dpkg-deb --fsys-tarfile "$tmp"/*.deb | tar -xO --wildcards './usr/src/linux-source-*.tar.xz' \
+            | xz -dc | tar -xO --wildcards '*/samples/vfio-mdev/mtty.c' > "$tmp/mtty.c" || true
+        [ -s "$tmp/mtty.c" ] || { rm -rf "$tmp"; die "no samples/vfio-mdev/mtty.c in $REL_SRC $ver"; }
+        mv "$tmp/mtty.c" "$cached"
+        rm -rf "$tmp"
+    fi
+    cp "$cached" "$dest"
+    echo "$REL_SRC $ver"
+}
+
+# Print the cache key of RELEASE's guest image: a hash of the recipe (build-image, image/, wheelhouse.py
+# and the helpers of this file the build uses), the
+# release, the project's runtime dependency list and the versions of RELEASE's linux-source and kernel in
+# its archive (call "archive_apt RELEASE apt-get update" first). Not of the project's code, and not of the
+# guest-side test scripts (those travel in the 9p share at every run).
 image_key() {
+    local rel=$1 src kern
+    release_vars "$rel"
+    src=$(archive_version "$rel" "$REL_SRC")
+    kern=$(archive_version "$rel" linux-image-amd64)
+    [ -n "$src" ] && [ "$src" != "(none)" ] || die "cannot tell $REL_SRC's version in $rel's archive"
     {
-        echo "recipe-v1"
-        (cd "$E2E_DIR" && find build-image image -type f -print0 | sort -z | xargs -0 sha256sum)
+        echo "recipe-v2 $rel"
+        (cd "$E2E_DIR" && find build-image image lib/wheelhouse.py -type f -print0 | sort -z | xargs -0 sha256sum)
+        declare -f release_vars archive_apt fetch_mtty_c detect_mirrors
         project_deps
-        dpkg-query -W -f='${Version}\n' linux-source-6.1 2>/dev/null || echo "no-linux-source"
+        echo "$REL_SRC $src linux-image-amd64 $kern"
     } | sha256sum | cut -c1-16
 }
