@@ -111,6 +111,21 @@ if ! (setup); then
 fi
 result setup PASS "$(since "$_T0")" ""
 
+# --- benchmark instead of the scenarios (tests/e2e/run --bench) ----------------------------------
+if [ -f "$SHARE/bench" ]; then
+    echo "--- bench"
+    t=$(now_s)
+    rc=0
+    timeout -k 10 "$SCENARIO_TIMEOUT" env _T0="$t" bash -c "set -eEu -o pipefail
+        trap 'echo \"  FAIL: unexpected failure of: \$BASH_COMMAND (line \$LINENO)\"' ERR
+        . '$SHARE/guest/lib.sh'; . '$SHARE/guest/bench.sh'" 2>&1 | tee "$OUT/bench.log"
+    rc=${PIPESTATUS[0]}
+    if [ $rc = 0 ]; then result bench PASS "$(since "$t")" ""
+    else result bench FAIL "$(since "$t")" "$(grep -h 'FAIL:' "$OUT/bench.log" | head -n1 | sed 's/.*FAIL: //')"; fi
+    collect_logs
+    exit $rc
+fi
+
 # --- scenarios -----------------------------------------------------------------------------------
 cleanup_after() { # NAME: destroy and undefine every domain; report mdevs a scenario left behind
     local d left
