@@ -14,7 +14,7 @@ UC=$(new_uuid)
 define_domain bench-hook "mtty-1=$UH"
 define_domain bench-mdevctl "unmanaged=$UC"
 mdevctl define -u "$UC" -p mtty -t mtty-1 || fail "mdevctl define failed"
-hook_calls() { grep -c 'hooks/qemu' /var/log/libvirt/libvirtd.log 2>/dev/null || echo 0; }
+hook_calls() { grep -c 'Calling hook /etc/libvirt/hooks/qemu' /var/log/libvirt/libvirtd.log 2>/dev/null || true; }
 
 run_hook() {
     chmod 0755 "$HOOK"

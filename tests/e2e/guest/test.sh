@@ -116,7 +116,7 @@ if [ -f "$SHARE/bench" ]; then
     echo "--- bench"
     t=$(now_s)
     rc=0
-    timeout -k 10 "$SCENARIO_TIMEOUT" env _T0="$t" bash -c "set -eEu -o pipefail
+    timeout -k 10 "$(cat "$SHARE/bench-timeout" 2>/dev/null || echo 1800)" env _T0="$t" bash -c "set -eEu -o pipefail
         trap 'echo \"  FAIL: unexpected failure of: \$BASH_COMMAND (line \$LINENO)\"' ERR
         . '$SHARE/guest/lib.sh'; . '$SHARE/guest/bench.sh'" 2>&1 | tee "$OUT/bench.log"
     rc=${PIPESTATUS[0]}
