@@ -80,8 +80,8 @@ def test_type_written_before_start_and_zero_after_stop(h200: tuple[Any, HookEnv]
     assert current(fs, VF0) == FULL
     assert creatable(fs, VF1) == []  # 141C takes the whole GPU: the other VFs can take nothing now
     claim = json.loads((h.state_dir / f"{VF0}.json").read_text())
-    assert {k: claim[k] for k in ("mdev", "kind", "parent", "pf", "type", "state", "domain_uuid")} == {
-        "mdev": VF0, "kind": "nvidia-vf", "parent": VF0, "pf": PF, "type": FULL, "state": "created",
+    assert {k: claim[k] for k in ("key", "kind", "parent", "pf", "type", "state", "domain_uuid")} == {
+        "key": VF0, "kind": "nvidia-vf", "parent": VF0, "pf": PF, "type": FULL, "state": "created",
         "domain_uuid": DOM1}
     st = cli(h, "status")
     assert st.returncode == 0, st.stderr
