@@ -1,4 +1,8 @@
-"""The configuration file (TOML) and the environment switches meant for tests and manual runs."""
+"""The configuration: /etc/mdev-hooks/config.toml (or $MDEV_HOOKS_CONFIG) and the dry-run switch of the environment.
+
+Invariant: an unknown key, a wrong type or a relative path is an error naming the file, never a silent default (a
+typo must not send the hook to the real /sys); flat files are read without importing a TOML parser.
+"""
 
 from __future__ import annotations
 

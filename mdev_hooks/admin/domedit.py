@@ -1,8 +1,8 @@
 """Edit a domain's persistent XML for `mdev-hooks add` / `drop`: the managed hostdev and our metadata entry (an
 mdev's, or an NVIDIA vGPU's: a `<hostdev type='pci' managed='yes'>` on the VF and a kind="nvidia-vf" entry).
 
-Everything else in the document is kept as it is (comments included; libvirt re-formats it on define anyway).
-The XML comes from `virsh dumpxml`; it is still parsed without DTDs, entities or network access.
+Invariant: everything else in the document is kept as it is (comments included); the XML, though it comes from
+`virsh dumpxml`, is parsed without DTDs, entities or network access.
 """
 
 from __future__ import annotations
