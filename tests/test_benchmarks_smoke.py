@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hookrun import require_fuse
+from support.hookrun import require_fuse
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {"noop_ratio", "big_noop_ratio", "managed_ratio", "parallel_ratio", "serial_ratio", "leaks"}

@@ -1,6 +1,6 @@
 """The `mdev-hooks` console script, run as the administrator runs it (a subprocess of the installed entry point),
-against the FUSE fake of mdev sysfs, the real hook (hooks/qemu) and a fake `virsh` (tests/fake_virsh.py; the real
-libvirt is exercised by tests/libvirt/). What is checked is what the fake kernel saw (its journal), what the fake
+against the FUSE fake of mdev sysfs, the real hook (hooks/qemu) and a fake `virsh` (tests/support/fake_virsh.py; the
+real libvirt is exercised by tests/libvirt/). What is checked is what the fake kernel saw (its journal), what the fake
 virsh was asked, and what the user sees (exit code, stdout, stderr).
 """
 
@@ -13,88 +13,22 @@ import stat
 import subprocess
 import sys
 import time
-import uuid as uuidlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hookrun import HookEnv, domain_xml
-from lxml import etree
+from support.cliworld import PLAIN, World, canonical, write_xml
+from support.common import CLI, DOM1, DOM2, DOM3, GVT, H200_VF, MTTY, REPO, T4, V54, V58, one_line, uid
+from support.hookrun import HookEnv, domain_xml
 
 from mdev_hooks import domain
 from mdev_hooks.admin.install_cmd import MARKER, default_config_text, launcher_body, launcher_text
-
-REPO = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
-CLI = Path(sys.executable).parent / "mdev-hooks"
-FAKE_VIRSH = TESTS / "fake_virsh.py"
-GVT, T4, MTTY, H200_VF = "0000:00:02.0", "0000:3b:00.0", "mtty", "0000:41:00.4"
-V54, V58 = "i915-GVTg_V5_4", "i915-GVTg_V5_8"
-DOM1 = "5909df77-0544-4c25-b292-6027c2468ce1"
-DOM2 = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-DOM3 = "11111111-2222-4333-8444-555555555555"
-
-
-def uid() -> str:
-    return str(uuidlib.uuid4())
-
-
-class World:
-    """A fake sysfs, a hook config pointing at it, and a fake virsh: everything a CLI run needs."""
-
-    def __init__(self, fs: Any, tmp: Path) -> None:
-        self.fs = fs
-        (tmp / "hook").mkdir(parents=True, exist_ok=True)
-        self.hook = HookEnv(tmp / "hook", fs.root)
-        self.virsh_dir = tmp / "virsh"
-        (self.virsh_dir / "domains").mkdir(parents=True)
-
-    def env(self, **more: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("MDEV_HOOKS_DRY_RUN", None)
-        env.update(MDEV_HOOKS_CONFIG=str(self.hook.config), MDEV_HOOKS_VIRSH=f"{sys.executable} {FAKE_VIRSH}",
-                   FAKE_VIRSH_DIR=str(self.virsh_dir))
-        env.update(more)
-        return env
-
-    def cli(self, *args: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(CLI), *args], input=stdin.decode() if stdin is not None else None,
-                              capture_output=True, text=True, env=self.env(**env), timeout=120,
-                              stdin=subprocess.DEVNULL if stdin is None else None)
-
-    def prepare(self, name: str, dom: str, mdevs: list[tuple[str, str, str]]) -> None:
-        r = self.hook.run(name, "prepare", "begin", domain_xml(name, dom, mdevs))
-        assert r.returncode == 0, r.stderr
-
-    def running(self, *uuids: str) -> None:
-        (self.virsh_dir / "running").write_text("".join(u + "\n" for u in uuids))
-
-    def calls(self) -> list[list[str]]:
-        path = self.virsh_dir / "calls.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-    def creates(self) -> list[str]:
-        return [e["uuid"] for e in self.fs.journal() if e["op"] == "create" and e.get("actor") != "external"]
-
-    def removes(self) -> list[str]:
-        return [e["uuid"] for e in self.fs.journal() if e["op"] == "remove" and e.get("actor") != "external"]
 
 
 @pytest.fixture
 def world(fakesysfs: Callable[..., Any], tmp_path: Path) -> World:
     return World(fakesysfs(["intel-gvtg", "mtty-sample", "nvidia-tesla-t4"]), tmp_path)
-
-
-def write_xml(tmp: Path, xml: bytes, name: str = "dom.xml") -> str:
-    path = tmp / name
-    path.write_bytes(xml)
-    return str(path)
-
-
-def one_line(err: str) -> str:
-    assert err.startswith("mdev-hooks: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 # -- the command line itself ---------------------------------------------------------------------------------------
@@ -410,15 +344,6 @@ def test_types(world: World) -> None:
 
 
 # -- add / drop ------------------------------------------------------------------------------------------------------
-PLAIN = (REPO / "examples" / "plain.xml").read_bytes().replace(
-    b"<devices>", b"<devices>\n    <graphics type='vnc' passwd='s3cret'/>\n    <!-- keep me -->")
-
-
-def canonical(xml: bytes) -> bytes:
-    root = etree.fromstring(xml, etree.XMLParser(remove_blank_text=True))
-    return etree.tostring(root, method="c14n")
-
-
 def test_add_then_drop_through_virsh(world: World) -> None:
     (world.virsh_dir / "domains" / "plain.xml").write_bytes(PLAIN)
     u = uid()

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from test_cli import CLI, DOM2, PLAIN, World, canonical, one_line, uid
-from test_nvidia_vf import FULL, PF, SLICE, VF0, VF1, VF2, current, pci_hostdev, vf_xml, vgpu_writes
+from support.cliworld import PLAIN, World, canonical
+from support.common import CLI, DOM2, one_line, uid
+from support.vgpu import FULL, PF, SLICE, VF0, VF1, VF2, current, pci_hostdev, vf_xml, vgpu_writes
 
 from mdev_hooks import domain
 from mdev_hooks.domain import ManagedDevice
