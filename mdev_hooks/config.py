@@ -1,9 +1,16 @@
-"""The configuration file (TOML) and the environment switches meant for tests and manual runs."""
+"""The configuration: /etc/mdev-hooks/config.toml (or $MDEV_HOOKS_CONFIG) and the dry-run switch of the environment.
+
+Invariant: an unknown key, a wrong type or a relative path is an error naming the file, never a silent default (a
+typo must not send the hook to the real /sys); flat files are read without importing a TOML parser.
+"""
+
+from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from mdev_hooks.errors import HookError
@@ -25,6 +32,9 @@ class Config:
     nvidia_release_wait: float = 10.0
     # bounded retry of `remove` on transient errors (EAGAIN, EBUSY)
     remove_timeout: float = 5.0
+    # at prepare: wait this long, polling sysfs and holding no lock, for a parent or type that is not there yet
+    # (autostarted domains start at boot, often before the vGPU manager or GVT driver has registered its parents)
+    parent_wait: float = 10.0
     # admin policy: shell globs (fnmatch, case-sensitive) of the parents and types domains may ask for; None = all
     allowed_parents: tuple[str, ...] | None = None
     allowed_types: tuple[str, ...] | None = None
@@ -36,7 +46,12 @@ class Config:
     path: str = ""  # the file this came from ("" = defaults only)
 
 
-_TYPES: dict[str, type] = {f.name: f.type for f in fields(Config) if f.name != "path"}  # type: ignore[misc]
+# the Python type of each scalar key (annotations are strings under `from __future__ import annotations`)
+_TYPES: dict[str, type] = {
+    "sysfs_root": str, "state_dir": str, "lock_dir": str, "log_file": str, "dry_run": bool, "lock_timeout": float,
+    "nvidia_release_wait": float, "remove_timeout": float, "parent_wait": float, "allowed_parents": tuple,
+    "allowed_types": tuple, "mdevctl_dir": str, "parents": tuple,
+}
 _GLOB_LISTS = ("allowed_parents", "allowed_types")
 MAX_GLOBS = 256
 
@@ -78,8 +93,11 @@ def _coerce(key: str, value: Any, path: str) -> Any:
         raise HookError(f"config {path}: {key} must be a {want.__name__}, not {type(value).__name__}")
     if isinstance(value, float) and not 0 <= value <= 3600:
         raise HookError(f"config {path}: {key} must be between 0 and 3600 seconds")
+    if key == "log_file" and value in ("journal", "syslog"):
+        return value
     if isinstance(value, str) and not os.path.isabs(value):
-        raise HookError(f"config {path}: {key} must be an absolute path")
+        raise HookError(f"config {path}: {key} must be an absolute path" +
+                        (' (or "journal" or "syslog")' if key == "log_file" else ""))
     return value
 
 
@@ -134,7 +152,10 @@ def _parse(raw: bytes, path: str) -> dict[str, Any]:
     flat = _flat(text)
     if flat is not None:
         return flat
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the same parser, as a package
+        import tomli as tomllib
 
     try:
         return tomllib.loads(text)
@@ -167,44 +188,3 @@ def load(environ: Mapping[str, str] = os.environ) -> Config:
     if dry is not None:
         values["dry_run"] = dry
     return Config(**values)
-
-
-DEFAULT_FILE_TEXT = '''\
-# mdev-hooks configuration (TOML). Every key is optional; the values shown are the defaults.
-# libvirt runs hooks with a scrubbed environment, so this file is how the hook learns its settings.
-
-# Where the kernel's sysfs is (tests point this at a fake).
-# sysfs_root = "/sys"
-
-# Ownership ledger: which domain each mdev was created for (tmpfs: devices do not survive a reboot either).
-# state_dir = "/run/mdev-hooks"
-
-# One lock file per parent device.
-# lock_dir = "/run/lock/mdev-hooks"
-
-# Structured log, one JSON object per line.
-# log_file = "/var/log/mdev-hooks.log"
-
-# Validate and log "would create/remove" without touching sysfs or the ledger.
-# dry_run = false
-
-# Seconds to wait for a parent's lock before failing the start.
-# lock_timeout = 30.0
-
-# Seconds to let NVIDIA's driver remove a vGPU itself before the hook writes `remove`.
-# nvidia_release_wait = 10.0
-
-# Seconds to retry a `remove` that fails with EAGAIN/EBUSY.
-# remove_timeout = 5.0
-
-# Policy: which parents and types domains may ask for (lists of shell globs; absent = all, [] = none).
-# allowed_parents = ["0000:00:02.0", "0000:3b:*"]
-# allowed_types = ["i915-GVTg_*", "nvidia-2[0-9][0-9]"]
-
-# mdevctl's definitions: a managed mdev hostdev without metadata is created from <mdevctl_dir>/<parent>/<uuid>.
-# mdevctl_dir = "/etc/mdevctl.d"
-
-# Parent names domains use -> this host's (to migrate between hosts whose PCI addresses differ).
-# [parents]
-# "0000:41:00.0" = "0000:81:00.0"
-'''

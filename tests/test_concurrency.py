@@ -1,12 +1,14 @@
 """Concurrent hook runs against the FUSE fake: per-parent serialisation, parallel parents, no leaks."""
 
+from __future__ import annotations
+
 import time
 import uuid as uuidlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hookrun import HookEnv, domain_xml
+from support.hookrun import HookEnv, domain_xml
 
 
 def dom(i: int) -> str:

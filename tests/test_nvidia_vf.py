@@ -8,9 +8,9 @@ The fake's errnos for current_vgpu_type (EINVAL: not creatable now, EBUSY: a typ
 NVIDIA documents none.
 """
 
-import itertools
+from __future__ import annotations
+
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,47 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hookrun import HookEnv
-from test_advanced_devices import cli, one_line
-
-PF = "0000:41:00.0"
-VF0, VF1, VF2, VF3 = "0000:41:00.4", "0000:41:00.5", "0000:41:00.6", "0000:41:00.7"
-FULL, SLICE = "1428", "1414"  # NVIDIA H200X-141C (one per GPU), NVIDIA H200X-1-18C (7 per GPU)
-DOM1 = "5909df77-0544-4c25-b292-6027c2468ce1"
-DOM2 = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+from support.common import DOM1, DOM2, one_line
+from support.common import cli as _cli
+from support.hookrun import HookEnv
+from support.vgpu import FULL, PF, SLICE, VF0, VF1, VF2, VF3, creatable, current, vf_xml, vgpu_writes
 
 
-def pci_hostdev(addr: str, managed: str = "yes") -> str:
-    dom, bus, rest = addr.split(":")
-    slot, fn = rest.split(".")
-    return (f"<hostdev mode='subsystem' type='pci' managed='{managed}'><source>"
-            f"<address domain='0x{dom}' bus='0x{bus}' slot='0x{slot}' function='0x{fn}'/></source></hostdev>")
-
-
-def vf_xml(name: str, dom: str, entries: list[tuple[str, str]], hostdevs: list[str], prefixed: bool = True,
-           managed: str = "yes", extra_meta: str = "") -> bytes:
-    """A domain with managed PCI hostdevs (VF addresses) and kind="nvidia-vf" entries (parent, type)."""
-    p = "mh:" if prefixed else ""
-    meta = "".join(f'<{p}device kind="nvidia-vf" parent="{par}" type="{t}"/>' for par, t in entries)
-    devs = "".join(pci_hostdev(a, managed) for a in hostdevs)
-    return f"""<domain type='kvm'><name>{name}</name><uuid>{dom}</uuid>
-  <metadata><mh:mdevs xmlns:mh="urn:mdev-hooks:domain:1">{meta}{extra_meta}</mh:mdevs></metadata>
-  <devices>{devs}</devices></domain>""".encode()
-
-
-def vgpu_writes(fs: Any) -> list[tuple[str, str, str]]:
-    """(VF, data written, result) of every write the hook made to a current_vgpu_type file (not the test's own)."""
-    return [(e["parent"], e["data"], e["result"]) for e in fs.journal()
-            if e.get("actor") == "user" and e["pid"] != os.getpid() and e["path"].endswith("nvidia/current_vgpu_type")]
-
-
-def current(fs: Any, vf: str) -> str:
-    return str(fs.read(f"bus/pci/devices/{vf}/nvidia/current_vgpu_type")).strip()
-
-
-def creatable(fs: Any, vf: str) -> list[str]:
-    lines = str(fs.read(f"bus/pci/devices/{vf}/nvidia/creatable_vgpu_types")).splitlines()
-    return [line.split(":")[0].strip() for line in lines[1:]]
+def cli(h: HookEnv, *args: str) -> Any:
+    """The command with a virsh that cannot answer (running domains unknown)."""
+    return _cli(h, *args, virsh=False)
 
 
 @pytest.fixture
@@ -79,8 +47,8 @@ def test_type_written_before_start_and_zero_after_stop(h200: tuple[Any, HookEnv]
     assert current(fs, VF0) == FULL
     assert creatable(fs, VF1) == []  # 141C takes the whole GPU: the other VFs can take nothing now
     claim = json.loads((h.state_dir / f"{VF0}.json").read_text())
-    assert {k: claim[k] for k in ("mdev", "kind", "parent", "pf", "type", "state", "domain_uuid")} == {
-        "mdev": VF0, "kind": "nvidia-vf", "parent": VF0, "pf": PF, "type": FULL, "state": "created",
+    assert {k: claim[k] for k in ("key", "kind", "parent", "pf", "type", "state", "domain_uuid")} == {
+        "key": VF0, "kind": "nvidia-vf", "parent": VF0, "pf": PF, "type": FULL, "state": "created",
         "domain_uuid": DOM1}
     st = cli(h, "status")
     assert st.returncode == 0, st.stderr
@@ -177,14 +145,14 @@ def test_concurrent_starts_on_one_gpu_are_serialised_by_the_pf_lock(h200: tuple[
     doms = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)]
     # each domain one 1-18C slice on its own VF; two name the VF, two the PF
     docs = [vf_xml(f"g{i}", d, [(PF if i % 2 else vf, SLICE)], [vf])
-            for i, (d, vf) in enumerate(zip(doms, (VF0, VF1, VF2, VF3), strict=True))]
+            for i, (d, vf) in enumerate(zip(doms, (VF0, VF1, VF2, VF3)))]
     procs = [h.start(f"g{i}", "prepare", "begin", doc) for i, doc in enumerate(docs)]
     results = [(p.wait(60), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
     assert all(rc == 0 for rc, _ in results), results
     sets = sorted((e for e in fs.journal() if e["op"] == "create" and e.get("actor") == "user"),
                   key=lambda e: e["t0"])
     assert len(sets) == 4
-    for a, b in itertools.pairwise(sets):
+    for a, b in zip(sets, sets[1:]):
         assert b["t0"] >= a["t1"], "two vGPU type writes on one GPU overlapped: the PF lock did not hold"
     threads = [threading.Thread(target=h.run, args=(f"g{i}", "release", "end", doc)) for i, doc in enumerate(docs)]
     for t in threads:

@@ -1,0 +1,324 @@
+"""`mdev-hooks install` / `uninstall`: the hook launcher in libvirt's hooks directory, and the default config.
+
+Invariant: a hook file we did not write is never replaced without --force (and then kept as a backup that
+uninstall restores); the launcher is share/qemu-hook with two lines changed: the first names the absolute
+interpreter mdev-hooks is installed in (`#!<python> -I`, so a venv works and libvirt's PATH does not matter), the
+second is MARKER, by which `uninstall` (and a later `install`) recognise a file as ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from mdev_hooks import config
+from mdev_hooks.admin import common
+from mdev_hooks.errors import HookError
+from mdev_hooks.fsutil import fsync_dir
+
+DEFAULT_HOOKS_DIR = "/etc/libvirt/hooks"
+DEFAULT_CONFIG_DIR = os.path.dirname(config.DEFAULT_PATH)
+CONFIG_NAME = os.path.basename(config.DEFAULT_PATH)
+QEMU = "qemu"
+QEMU_D = "qemu.d/50-mdev-hooks"
+BACKUP_SUFFIX = ".mdev-hooks-backup"
+MARKER = "# mdev-hooks launcher: written by `mdev-hooks install`, removed by `mdev-hooks uninstall`"
+MAX_SHEBANG = 127  # the kernel's limit for a #! line on older kernels (BINPRM_BUF_SIZE 128 before 5.1)
+
+# the package's data: the launcher (hooks/qemu of the repository links to it) and the commented default config
+SHARE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "share")
+LAUNCHER_SOURCE = os.path.join(SHARE, "qemu-hook")
+DEFAULT_CONFIG_SOURCE = os.path.join(SHARE, "config.toml")
+
+
+def _share(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def launcher_body() -> str:
+    """The launcher without its #! line."""
+    return _share(LAUNCHER_SOURCE).split("\n", 1)[1]
+
+
+def default_config_text() -> str:
+    """The commented default config.toml (every setting commented out)."""
+    return _share(DEFAULT_CONFIG_SOURCE)
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+
+    def say(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def launcher_text(python: str) -> str:
+    if not os.path.isabs(python) or any(c.isspace() for c in python) or len(python) + 5 > MAX_SHEBANG:
+        raise HookError(f"interpreter path {python!r} cannot be used in a #! line "
+                        f"(it must be absolute, without spaces, at most {MAX_SHEBANG - 5} characters)")
+    return f"#!{python} -I\n{MARKER}\n{launcher_body()}"
+
+
+def is_ours(path: str) -> bool:
+    """A regular file (not a symlink) with our marker line in its first lines."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return MARKER.encode() in head.splitlines()[:4]
+
+
+def _executable_file(path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
+
+
+def qemu_hooks(hooks_dir: str) -> list[str]:
+    """The files that make libvirt call qemu hooks: an executable `qemu`, executable entries of `qemu.d/`."""
+    found = [os.path.join(hooks_dir, QEMU)] if _executable_file(os.path.join(hooks_dir, QEMU)) else []
+    qd = os.path.join(hooks_dir, "qemu.d")
+    try:
+        names = sorted(os.listdir(qd))
+    except OSError:
+        names = []
+    return found + [os.path.join(qd, n) for n in names if _executable_file(os.path.join(qd, n))]
+
+
+def _ours_installed(hooks_dir: str) -> list[str]:
+    qd = os.path.join(hooks_dir, "qemu.d")
+    try:
+        names = sorted(os.listdir(qd))
+    except OSError:
+        names = []
+    candidates = [os.path.join(hooks_dir, QEMU)] + [os.path.join(qd, n) for n in names]
+    return [p for p in candidates if is_ours(p)]
+
+
+def backup_path(hooks_dir: str, rel: str) -> str:
+    # never inside qemu.d/: libvirt runs every executable entry there, whatever its name
+    return os.path.join(hooks_dir, rel.replace("/", "_") + BACKUP_SUFFIX)
+
+
+def write_atomic(path: str, text: str, mode: int, tmp_dir: str | None = None) -> None:
+    """Write a complete file under a temporary name, give it its mode, then rename it into place.
+
+    `tmp_dir` keeps the half-written file out of a directory whose every executable entry is run (qemu.d/).
+    """
+    tmp = os.path.join(tmp_dir or os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            os.write(fd, text.encode())
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(os.path.dirname(path))
+
+
+def check_interpreter(python: str) -> None:
+    """The launcher's interpreter must import the hook and its dependencies in isolated mode (-I), as libvirt
+    will run it; otherwise the installed hook would silently let every VM start without its mdevs."""
+    code = "import mdev_hooks.hook, mdev_hooks.core.prepare, mdev_hooks.core.release, lxml.etree, filelock, structlog"
+    try:
+        proc = subprocess.run([python, "-I", "-c", code], capture_output=True, timeout=60, check=False,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise HookError(f"cannot run {python}: {e}") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise HookError(f"{python} -I cannot import mdev_hooks: {err[-1] if err else proc.returncode}")
+
+
+DAEMONS = ("virtqemud", "libvirtd")  # the modular daemon (RHEL 9, Fedora) first: it runs the qemu hooks there
+
+
+def running_daemon(proc: str = "/proc") -> str | None:
+    """The libvirt daemon that runs qemu hooks here: virtqemud (modular daemons), libvirtd (monolithic), or None."""
+    names = set()
+    for pid in (p for p in os.listdir(proc) if p.isdigit()):
+        try:
+            with open(os.path.join(proc, pid, "comm")) as f:
+                names.add(f.read().strip())
+        except OSError:
+            continue
+    return next((d for d in DAEMONS if d in names), None)
+
+
+def reload_command(daemon: str, systemd: str = "/run/systemd/system") -> str:
+    """How to make the daemon look for hooks again: systemd's reload, else SIGHUP."""
+    if os.path.isdir(systemd):
+        return f"systemctl reload {daemon}"
+    return f"kill -HUP $(pidof {daemon})"
+
+
+def reload_advice(target: str, created: bool, before: list[str], proc: str = "/proc",
+                  systemd: str = "/run/systemd/system") -> str:
+    """Whether libvirt must be told of the hook: only a daemon that knew no qemu hook when it started must."""
+    if not created:
+        return f"libvirt re-reads {target} on every call: nothing to reload"
+    daemon = running_daemon(proc)
+    if daemon is None:
+        return "no libvirt daemon (libvirtd, virtqemud) is running: it will find the hook when it starts"
+    cmd = reload_command(daemon, systemd)
+    if before:
+        return (f"{daemon} already calls qemu hooks ({before[0]} exists) and re-reads {QEMU} and qemu.d/ on every "
+                f"call: nothing to reload (if {before[0]} was itself added after {daemon} started, run `{cmd}`)")
+    return (f"libvirt must be told: {daemon} only finds a hook that did not exist when it started; run:\n"
+            f"    {cmd}")
+
+
+def install(hooks_dir: str, config_dir: str, qemu_d: bool, force: bool, python: str) -> Report:
+    rep = Report()
+    text = launcher_text(python)
+    check_interpreter(python)
+    rel = QEMU_D if qemu_d else QEMU
+    target = os.path.join(hooks_dir, rel)
+    others = [p for p in _ours_installed(hooks_dir) if p != target]
+    if others:
+        raise HookError(f"mdev-hooks is already installed as {others[0]}; installing it as {target} too would run "
+                        f"the hook twice: run `mdev-hooks uninstall --hooks-dir {hooks_dir}` first")
+    before = qemu_hooks(hooks_dir)
+    created = not os.path.lexists(target)
+    backup = None
+    if not created and not is_ours(target):
+        backup = backup_path(hooks_dir, rel)
+        if not force:
+            raise HookError(_refusal(hooks_dir, target, qemu_d, backup))
+        if os.path.lexists(backup):
+            raise HookError(f"{target} is not ours, and {backup} (a backup from an earlier --force) exists: "
+                            "move one of them away, then install again")
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    if backup is not None:
+        try:
+            os.link(target, backup, follow_symlinks=False)
+        except OSError:
+            import shutil
+
+            shutil.copy2(target, backup, follow_symlinks=False)
+        rep.say(f"saved {target} as {backup} (`mdev-hooks uninstall` puts it back); it no longer runs")
+    write_atomic(target, text, 0o755, tmp_dir=hooks_dir)
+    state = "installed" if created else ("replaced" if backup else "updated")
+    rep.say(f"{state} {target} (interpreter {python})")
+
+    cfg_path = os.path.join(config_dir, CONFIG_NAME)
+    if os.path.lexists(cfg_path):
+        rep.say(f"kept the existing config {cfg_path}")
+    else:
+        os.makedirs(config_dir, mode=0o755, exist_ok=True)
+        write_atomic(cfg_path, default_config_text(), 0o644)
+        rep.say(f"wrote the default config {cfg_path} (every setting commented out)")
+    rep.say(reload_advice(target, created, before))
+    return rep
+
+
+def _refusal(hooks_dir: str, target: str, qemu_d: bool, backup: str) -> str:
+    try:
+        with open(target, "rb") as f:
+            first = f.readline(200).decode(errors="replace").strip()
+    except OSError:
+        first = "?"
+    what = "a symlink" if os.path.islink(target) else f"first line: {first}"
+    lines = [f"{target} exists and was not written by mdev-hooks ({what}); nothing changed. Choose:"]
+    if not qemu_d:
+        lines.append(f"  mdev-hooks install --qemu-d   install {os.path.join(hooks_dir, QEMU_D)} instead; "
+                     f"libvirt >= 6.5 runs it after {target}, which keeps working")
+    lines.append(f"  mdev-hooks install{' --qemu-d' if qemu_d else ''} --force   replace {target}, saving it as "
+                 f"{backup}; it stops running until `mdev-hooks uninstall` restores it")
+    return "\n".join(lines)
+
+
+def uninstall(hooks_dir: str, config_dir: str) -> Report:
+    rep = Report()
+    for path in _ours_installed(hooks_dir):
+        os.unlink(path)
+        rep.say(f"removed {path}")
+    for rel in (QEMU, QEMU_D):
+        target, backup = os.path.join(hooks_dir, rel), backup_path(hooks_dir, rel)
+        if not os.path.lexists(backup):
+            continue
+        if os.path.lexists(target):
+            rep.say(f"left {backup} alone: {target} exists again")
+            continue
+        os.rename(backup, target)
+        rep.say(f"restored {target} from {backup}")
+    cfg_path = os.path.join(config_dir, CONFIG_NAME)
+    try:
+        with open(cfg_path, encoding="utf-8", errors="replace") as f:
+            unchanged = f.read() == default_config_text()
+    except OSError:
+        unchanged = None
+    if unchanged:
+        os.unlink(cfg_path)
+        rep.say(f"removed the default config {cfg_path} (unchanged since install)")
+        with contextlib.suppress(OSError):
+            os.rmdir(config_dir)
+    elif unchanged is False:
+        rep.say(f"kept {cfg_path}: it was edited")
+    if not rep.lines:
+        rep.say(f"mdev-hooks is not installed in {hooks_dir}: nothing to do")
+    return rep
+
+
+# -- the commands --------------------------------------------------------------------------------------------------
+def cmd_install(args: argparse.Namespace) -> int:
+    rep = install(args.hooks_dir, args.config_dir, args.qemu_d, args.force, args.python or sys.executable)
+    print("\n".join(rep.lines))
+    return common.OK
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    rep = uninstall(args.hooks_dir, args.config_dir)
+    print("\n".join(rep.lines))
+    try:
+        claims, _ = common.make_env(args).ledger.all()
+    except HookError:
+        claims = []
+    if claims:
+        print(f"warning: the ledger still gives {len(claims)} mdev(s) to domains; with no hook installed they are "
+              "not removed when those domains stop: run `mdev-hooks gc` once they have stopped")
+    return common.OK
+
+
+def register(command: Any) -> None:
+    p = command("install", cmd_install, "install the libvirt hook and a default config",
+                "  mdev-hooks install\n  mdev-hooks install --qemu-d      # keep an existing hooks/qemu dispatcher",
+                "Write the hook launcher (first line: this Python, so a venv works) to HOOKS_DIR/qemu, atomically, "
+                "and a commented default config if there is none. An existing HOOKS_DIR/qemu that mdev-hooks did "
+                "not write is never replaced without --force; --qemu-d installs HOOKS_DIR/qemu.d/50-mdev-hooks "
+                "instead (libvirt >= 6.5). Says whether libvirt must be told (reload).")
+    p.add_argument("--hooks-dir", metavar="DIR", default=DEFAULT_HOOKS_DIR, help="default %(default)s")
+    p.add_argument("--qemu-d", action="store_true", help="install as qemu.d/50-mdev-hooks (libvirt >= 6.5)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a hook that is not ours, saving it as <name>.mdev-hooks-backup in HOOKS_DIR")
+    p.add_argument("--config-dir", metavar="DIR", default=DEFAULT_CONFIG_DIR,
+                   help="where to write config.toml if missing (default %(default)s; the hook reads only the "
+                        "default)")
+    p.add_argument("--python", metavar="PATH", help="interpreter for the launcher (default: this one, "
+                   f"{sys.executable})")
+
+    p = command("uninstall", cmd_uninstall, "remove what install wrote",
+                "  mdev-hooks uninstall",
+                "Remove the launcher(s) install wrote (recognised by their marker line), put back a hook that "
+                "--force had saved, and remove the default config if it was never edited. Never touches mdevs.")
+    p.add_argument("--hooks-dir", metavar="DIR", default=DEFAULT_HOOKS_DIR, help="default %(default)s")
+    p.add_argument("--config-dir", metavar="DIR", default=DEFAULT_CONFIG_DIR, help="default %(default)s")

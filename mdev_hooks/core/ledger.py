@@ -1,0 +1,169 @@
+"""Who created which device for which domain: one claim file per device key (mdev UUID, or VF address) in state_dir.
+
+Invariant: a claim is taken with link(2) of a fully written temp file, so it is atomic AND exclusive (two domains
+can never own one key, whatever parents they use), and it is written before the device (state intent) and updated
+after (created), so a hook killed at any point leaves enough for `release`. Claims are found by domain UUID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from mdev_hooks.enums import ClaimState, Kind
+from mdev_hooks.errors import HookError
+from mdev_hooks.fsutil import check_private_dir, ensure_private_dir, fsync_dir
+
+_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str  # the device: an mdev UUID, or (kind nvidia-vf) the VF's PCI address; the file's name
+    domain_uuid: str
+    domain_name: str
+    parent: str
+    type: str
+    state: ClaimState
+    pid: int = 0
+    time: float = 0.0
+    attrs: tuple[str, ...] = ()  # "name=value" written in this order after create (empty: none)
+    pf: str = ""  # the SR-IOV physical function the domain named, when the hook chose `parent` (a VF) on it
+    # nvidia-vf: `key` and `parent` are the VF, `type` the vGPU type id set on it, `pf` the VF's PF (its lock)
+    kind: Kind = Kind.MDEV
+
+    def with_state(self, state: ClaimState) -> Claim:
+        return replace(self, state=state, time=time.time())
+
+
+class CorruptClaim(HookError):
+    pass
+
+
+class LedgerError(HookError):
+    """state_dir cannot be written (read-only, full, gone): one line naming the directory and the cause."""
+
+
+class Ledger:
+    def __init__(self, state_dir: str) -> None:
+        self.dir = state_dir
+
+    def ensure_dir(self) -> None:
+        """Create state_dir root-only; refuse one that is a symlink or writable by others."""
+        ensure_private_dir(self.dir, "state_dir")
+
+    def check_dir(self) -> None:
+        """Refuse a planted or foreign-writable state_dir: its claims decide what `release` removes."""
+        check_private_dir(self.dir, "state_dir")
+
+    def _failed(self, what: str, key: str, e: OSError) -> LedgerError:
+        noun = "mdev" if ":" not in key else "VF"
+        return LedgerError(f"cannot {what} {noun} {key} in the ledger (state_dir {self.dir}): {e.strerror}")
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.dir, key + _SUFFIX)
+
+    def _write_temp(self, claim: Claim) -> str:
+        tmp = os.path.join(self.dir, f".{claim.key}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps(asdict(claim), sort_keys=True).encode() + b"\n")
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp
+
+    def get(self, key: str) -> Claim | None:
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise CorruptClaim(f"ledger entry {path} cannot be read: {e.strerror}") from None
+        try:
+            raw = os.read(fd, 65536)
+        finally:
+            os.close(fd)
+        try:
+            claim = _from_json(json.loads(raw))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise CorruptClaim(
+                f"ledger entry {path} is corrupt ({e.__class__.__name__}); "
+                "check the device with `mdev-hooks status`, then delete the file"
+            ) from None
+        if claim.key != key:
+            raise CorruptClaim(f"ledger entry {path} names another device ({claim.key}); delete the file")
+        return claim
+
+    def claim(self, claim: Claim) -> Claim | None:
+        """Take the claim exclusively. Returns None on success, else the existing claim (anyone's)."""
+        try:
+            tmp = self._write_temp(claim)
+            try:
+                os.link(tmp, self._path(claim.key))
+            except FileExistsError:
+                return self.get(claim.key) or claim  # vanished meanwhile: report it as taken, caller retries never
+            finally:
+                os.unlink(tmp)
+            fsync_dir(self.dir)
+        except OSError as e:
+            raise self._failed("record", claim.key, e) from None
+        return None
+
+    def update(self, claim: Claim) -> None:
+        try:
+            tmp = self._write_temp(claim)
+            os.rename(tmp, self._path(claim.key))
+            fsync_dir(self.dir)
+        except OSError as e:
+            raise self._failed("update", claim.key, e) from None
+
+    def drop(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise self._failed("drop", key, e) from None
+        try:
+            fsync_dir(self.dir)
+        except OSError as e:
+            raise self._failed("drop", key, e) from None
+
+    def all(self) -> tuple[list[Claim], list[str]]:
+        """Every readable claim, and the problems with unreadable ones."""
+        try:
+            names = sorted(os.listdir(self.dir))
+        except FileNotFoundError:
+            return [], []
+        claims, problems = [], []
+        for name in names:
+            if name.startswith(".") or not name.endswith(_SUFFIX):
+                continue
+            try:
+                claim = self.get(name[: -len(_SUFFIX)])
+            except HookError as e:
+                problems.append(str(e))
+                continue
+            if claim is not None:
+                claims.append(claim)
+        return claims, problems
+
+    def for_domain(self, domain_uuid: str) -> tuple[list[Claim], list[str]]:
+        claims, problems = self.all()
+        return [c for c in claims if c.domain_uuid == domain_uuid], problems
+
+
+def _from_json(data: dict[str, Any]) -> Claim:
+    """A claim from its file; `mdev` is the key's spelling before 0.2 (claims outlive an upgrade while VMs run)."""
+    if "key" not in data and "mdev" in data:
+        data = {("key" if k == "mdev" else k): v for k, v in data.items()}
+    claim = Claim(**data)
+    return replace(claim, attrs=tuple(claim.attrs), state=ClaimState(claim.state), kind=Kind(claim.kind))

@@ -1,0 +1,115 @@
+"""Run the real hook (hooks/qemu) as libvirt does: a subprocess, scrubbed environment, XML on stdin."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HOOK = REPO / "hooks" / "qemu"
+
+
+@dataclass
+class HookEnv:
+    """A config file plus its state/lock/log paths in a temp dir, pointing sysfs_root at a fake."""
+
+    dir: Path
+    sysfs_root: str
+    extra: str = ""
+
+    def __post_init__(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = self.dir / "state"
+        self.lock_dir = self.dir / "lock"
+        self.log_file = self.dir / "hook.log"
+        self.write()
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "config.toml"
+
+    def write(self, extra: str | None = None) -> None:
+        if extra is not None:
+            self.extra = extra
+        self.config.write_text(
+            f'sysfs_root = "{self.sysfs_root}"\nstate_dir = "{self.state_dir}"\n'
+            f'lock_dir = "{self.lock_dir}"\n'
+            + ("" if "log_file" in self.extra else f'log_file = "{self.log_file}"\n')
+            # never this host's real /etc/mdevctl.d, unless a test names its own
+            + ("" if "mdevctl_dir" in self.extra else f'mdevctl_dir = "{self.dir / "mdevctl.d"}"\n')
+            # a missing parent fails at once, unless a test is about waiting for one
+            + ("" if "parent_wait" in self.extra else "parent_wait = 0\n")
+            + f"{self.extra}\n"
+        )
+
+    def environ(self, **more: str) -> dict[str, str]:
+        # what libvirt passes (LC_ALL, PATH, HOME), plus the test-only config switch
+        env = {"LC_ALL": "C", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "HOME": "/root", "MDEV_HOOKS_CONFIG": str(self.config)}
+        env.update(more)
+        return env
+
+    def run(self, domain: str, op: str, sub: str, xml: bytes, timeout: float = 60,
+            **env: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, str(HOOK), domain, op, sub, "-"], input=xml,
+                              capture_output=True, env=self.environ(**env), timeout=timeout, cwd="/")
+
+    def start(self, domain: str, op: str, sub: str, xml: bytes, **env: str) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen([sys.executable, str(HOOK), domain, op, sub, "-"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.environ(**env), cwd="/")
+        assert p.stdin is not None
+        p.stdin.write(xml)
+        p.stdin.close()
+        return p
+
+    def ledger(self) -> list[str]:
+        if not self.state_dir.exists():
+            return []
+        return sorted(p.name for p in self.state_dir.iterdir())
+
+    def events(self) -> list[dict[str, object]]:
+        import json
+        if not self.log_file.exists():
+            return []
+        return [json.loads(line) for line in self.log_file.read_text().splitlines() if line.strip()]
+
+
+def domain_xml(name: str, dom_uuid: str, mdevs: list[tuple[str, str, str]], unmanaged: list[str] = (),  # type: ignore[assignment]
+               prefixed: bool = True) -> bytes:
+    """A libvirt-like domain XML with managed mdev hostdevs and the metadata naming parent and type."""
+    tag = "mdev:device" if prefixed else "device"
+    meta = "".join(f'<{tag} uuid="{u}" parent="{p}" type="{t}"/>' for u, p, t in mdevs)
+    hostdevs = "".join(
+        f"<hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci' display='off'>"
+        f"<source><address uuid='{u}'/></source></hostdev>" for u, _, _ in mdevs)
+    hostdevs += "".join(
+        f"<hostdev mode='subsystem' type='mdev' managed='no' model='vfio-pci'>"
+        f"<source><address uuid='{u}'/></source></hostdev>" for u in unmanaged)
+    return f"""<domain type='qemu' id='4'>
+  <name>{name}</name>
+  <uuid>{dom_uuid}</uuid>
+  <metadata>
+    <mdev:mdevs xmlns:mdev="urn:mdev-hooks:domain:1">{meta}</mdev:mdevs>
+  </metadata>
+  <memory unit='KiB'>65536</memory>
+  <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type></os>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>{hostdevs}</devices>
+</domain>
+""".encode()
+
+
+def require_fuse(what: str = "fakesysfs") -> None:
+    """Skip without /dev/fuse or fusermount3, except under CI, where a missing FUSE is a failure: a skipped tier
+    must never pass for a tested one."""
+    import os
+    import shutil
+
+    import pytest
+
+    if os.path.exists("/dev/fuse") and shutil.which("fusermount3") is not None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} needs /dev/fuse and fusermount3 (scripts/setup installs fuse3)")
+    pytest.skip(f"{what} needs /dev/fuse and fusermount3")
