@@ -194,6 +194,14 @@ assert_log() {
     hook_log_has "$1" "$2" || fail "no $1 event for $2 in $HOOK_LOG"
     ok "$HOOK_LOG has $1 for $2"
 }
+assert_logs() { # EVENT UUID...: every UUID has an EVENT line (one pass over the log)
+    local ev=$1 u missing=()
+    shift
+    grep -F "\"$ev\"" "$HOOK_LOG" 2>/dev/null > "$SCRATCH/events" || true
+    for u in "$@"; do grep -qiF "$u" "$SCRATCH/events" || missing+=("$u"); done
+    [ ${#missing[@]} -eq 0 ] || fail "no $ev event in $HOOK_LOG for: ${missing[*]}"
+    ok "$HOOK_LOG has $ev for all $# devices"
+}
 assert_no_log() { # EVENT UUID...: no line of the log names EVENT and any of the UUIDs
     local ev=$1
     shift

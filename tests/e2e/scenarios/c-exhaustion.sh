@@ -40,13 +40,15 @@ if legacy_mdev; then
         || fail "oversubscribed: mtty-1 $(avail mtty-1), mtty-2 $(avail mtty-2) available, expected -1, 0"
     ok "kernel $(uname -r): all 18 created and started; available_instances mtty-1 -1, mtty-2 0 (25 of 24 ports)"
     PID=$(qemu_pid vm-c2)
+    tr '\0' ' ' < "/proc/$PID/cmdline" > "$SCRATCH/cmdline"
     for u in "${UUIDS[@]}"; do
-        tr '\0' ' ' < "/proc/$PID/cmdline" | grep -qF "/sys/bus/mdev/devices/$u" || fail "qemu does not use $u"
-        assert_log mdev.created "$u"
+        grep -qF "/sys/bus/mdev/devices/$u" "$SCRATCH/cmdline" || fail "qemu does not use $u"
     done
+    ok "qemu's command line has all 18 sysfsdev paths"
+    assert_logs mdev.created "${UUIDS[@]}"
     destroy_ok vm-c2
     wait_until 30 "all 18 mdevs removed" eval '[ -z "$(all_mdevs)" ]'
-    for u in "${UUIDS[@]}"; do assert_log mdev.removed "$u"; done
+    assert_logs mdev.removed "${UUIDS[@]}"
 else
     # 6.1+: the core counts instances and mtty refuses the create past 24 ports with ENOSPC: the hook
     # reports the kernel's refusal and rolls back the 17 it created.
