@@ -60,7 +60,7 @@ else
     esac
     ok "start refused in ${VSECS}s: the kernel said ENOSPC"
     [ "$(dom_state vm-c2)" = "shut off" ] || fail "vm-c2 is '$(dom_state vm-c2)'"
-    grep -F '"mdev.created"' "$HOOK_LOG" | grep -qiF "${UUIDS[0]}" \
+    hook_log_has mdev.created "${UUIDS[0]}" \
         || fail "the hook did not create ${UUIDS[0]} (the first device) before the kernel refused"
     ok "the hook created devices, hit the kernel's limit and rolled back"
 fi
