@@ -12,7 +12,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,3 +111,6 @@ class UnitHost:
         """Placeholders for the golden files: the run's temporary paths."""
         return {str(self.sysfs): "<SYSFS>", str(self.state_dir): "<STATE>", str(self.config): "<CONFIG>",
                 str(self.tmp): "<TMP>"}
+
+
+MakeHost = Callable[..., UnitHost]  # the type of tests/unit's make_host fixture
