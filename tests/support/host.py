@@ -108,9 +108,9 @@ class UnitHost:
         return self.cli("plan", *options, str(path))
 
     def paths(self) -> dict[str, str]:
-        """Placeholders for the golden files: the run's temporary paths."""
+        """Placeholders for the golden files: the run's temporary paths and the fake virsh command."""
         return {str(self.sysfs): "<SYSFS>", str(self.state_dir): "<STATE>", str(self.config): "<CONFIG>",
-                str(self.tmp): "<TMP>"}
+                str(self.tmp): "<TMP>", f"{sys.executable} {FAKE_VIRSH}": "<VIRSH>"}
 
 
 MakeHost = Callable[..., UnitHost]  # the type of tests/unit's make_host fixture

@@ -1,0 +1,47 @@
+"""The SR-IOV VF choice (pick_vf) on a materialized A40: first VF in PCI address order with a free instance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from fakesysfs.snapshot import materialize
+from support.ids import A40_565, A40_566, PF, U1, U2, U3, VF0, VF1, VF2
+from support.product import Env, ManagedMdev, make_env, pick_vf, sriov_vfs
+
+
+def env_of(tmp_path: Path, devices: Sequence[tuple[str, str, str]] = ()) -> Env:
+    root = materialize(["nvidia-a40-sriov"], tmp_path / "sys", devices)
+    return make_env(str(root), str(tmp_path / "state"))
+
+
+def test_vfs_of_the_pf_in_pci_address_order(tmp_path: Path) -> None:
+    vfs = sriov_vfs(env_of(tmp_path), PF)
+    assert vfs is not None and len(vfs) == 32
+    assert vfs[:5] == [VF0, VF1, VF2, "0000:41:00.7", "0000:41:01.0"]  # 00.7 before 01.0, not by string order
+    assert sriov_vfs(env_of(tmp_path / "x"), VF0) is None  # a VF is an mdev parent itself, not a PF
+
+
+def test_first_free_vf_and_the_reason(tmp_path: Path) -> None:
+    env = env_of(tmp_path, [(U2, VF0, A40_565)])
+    vfs = sriov_vfs(env, PF) or []
+    taken: set[str] = set()
+    step = pick_vf(env, ManagedMdev(U1, PF, A40_565), vfs, taken)
+    assert (step.problem, step.mdev.parent, step.pf, step.available) == (None, VF1, PF, 1)
+    assert step.choice is not None and step.choice.endswith("; 1 before it taken or full")
+    assert taken == {VF1}
+    again = pick_vf(env, ManagedMdev(U3, PF, A40_565), vfs, taken)  # the same domain's next device
+    assert again.mdev.parent == VF2 and taken == {VF1, VF2}
+
+
+@pytest.mark.parametrize(("mtype", "expected"), [
+    (A40_566, "no VF of PF 0000:41:00.0 has a free instance of type nvidia-566 (32 VFs; vGPUs on them: 1 x "
+              "nvidia-565"),
+    ("nvidia-999", "none of the 32 VFs of PF 0000:41:00.0 offers type nvidia-999"),
+])
+def test_no_vf_fits(tmp_path: Path, mtype: str, expected: str) -> None:
+    env = env_of(tmp_path, [(U2, VF0, A40_565)])  # the GPU holds one vGPU type at a time
+    step = pick_vf(env, ManagedMdev(U1, PF, mtype), sriov_vfs(env, PF) or [], set())
+    assert step.problem is not None and expected in step.problem
+    assert step.mdev.parent == PF and step.pf == PF
