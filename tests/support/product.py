@@ -17,7 +17,7 @@ from mdev_hooks.steps import Env, Step
 
 __all__ = [
     "ADOPTED", "CREATED", "INTENT", "Claim", "Config", "CorruptClaim", "Env", "Ledger", "ManagedMdev", "Step",
-    "claim_key", "cli_main", "make_env", "new_claim", "pick_vf", "sriov_vfs",
+    "claim_key", "cli_main", "make_env", "new_claim", "pick_vf", "sriov_vfs", "step_device",
 ]
 
 
@@ -45,3 +45,9 @@ def new_claim(key: str, domain_uuid: str, domain_name: str, parent: str, type_: 
 def claim_key(claim: Claim) -> str:
     """The key of a claim (the field is `mdev` today, `key` after the rename)."""
     return str(getattr(claim, "key", None) or getattr(claim, "mdev"))  # noqa: B009
+
+
+def step_device(step: Step) -> ManagedMdev:
+    """The device a validation step is about (the field is `mdev` today, `device` after the rename)."""
+    device: ManagedMdev = getattr(step, "device", None) or getattr(step, "mdev")  # noqa: B009
+    return device

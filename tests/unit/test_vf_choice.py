@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fakesysfs.snapshot import materialize
 from support.ids import A40_565, A40_566, PF, U1, U2, U3, VF0, VF1, VF2
-from support.product import Env, ManagedMdev, make_env, pick_vf, sriov_vfs
+from support.product import Env, ManagedMdev, make_env, pick_vf, sriov_vfs, step_device
 
 
 def env_of(tmp_path: Path, devices: Sequence[tuple[str, str, str]] = ()) -> Env:
@@ -28,11 +28,11 @@ def test_first_free_vf_and_the_reason(tmp_path: Path) -> None:
     vfs = sriov_vfs(env, PF) or []
     taken: set[str] = set()
     step = pick_vf(env, ManagedMdev(U1, PF, A40_565), vfs, taken)
-    assert (step.problem, step.mdev.parent, step.pf, step.available) == (None, VF1, PF, 1)
+    assert (step.problem, step_device(step).parent, step.pf, step.available) == (None, VF1, PF, 1)
     assert step.choice is not None and step.choice.endswith("; 1 before it taken or full")
     assert taken == {VF1}
     again = pick_vf(env, ManagedMdev(U3, PF, A40_565), vfs, taken)  # the same domain's next device
-    assert again.mdev.parent == VF2 and taken == {VF1, VF2}
+    assert step_device(again).parent == VF2 and taken == {VF1, VF2}
 
 
 @pytest.mark.parametrize(("mtype", "expected"), [
@@ -44,4 +44,4 @@ def test_no_vf_fits(tmp_path: Path, mtype: str, expected: str) -> None:
     env = env_of(tmp_path, [(U2, VF0, A40_565)])  # the GPU holds one vGPU type at a time
     step = pick_vf(env, ManagedMdev(U1, PF, mtype), sriov_vfs(env, PF) or [], set())
     assert step.problem is not None and expected in step.problem
-    assert step.mdev.parent == PF and step.pf == PF
+    assert step_device(step).parent == PF and step.pf == PF
