@@ -105,8 +105,16 @@ def _status_h200(make_host: MakeHost) -> UnitHost:
     return h
 
 
+def _status_s390_attrs(make_host: MakeHost) -> UnitHost:
+    """A device the hook created with ordered attributes, for a running domain."""
+    h = make_host(["s390-vfio-ap"], devices=[(U1, MATRIX, AP_PASSTHROUGH)])
+    h.claim(U1, DOM_A, NAME_A, MATRIX, AP_PASSTHROUGH, attrs=["assign_adapter=5", "assign_domain=4"])
+    h.running(DOM_A)
+    return h
+
+
 STATUS.update({"mixed": _status_mixed, "virsh-broken": _status_virsh_broken, "policy": _status_policy,
-               "h200": _status_h200})
+               "h200": _status_h200, "s390-attrs": _status_s390_attrs})
 
 TYPES.update({
     "gvtg-mtty": (lambda mk: mk(["intel-gvtg", "mtty-sample"], devices=[(U1, MTTY, MTTY_2)]), []),
