@@ -76,7 +76,10 @@ def _copy(node: Node, where: Path) -> None:
     elif isinstance(node, Link):
         where.symlink_to(node.target)
     elif isinstance(node, File):
-        where.write_bytes(node.read() if node.read is not None else b"")
-        where.chmod(node.mode)
+        fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_EXCL, node.mode)  # 0444/0200/0644: no umask bit
+        try:
+            os.write(fd, node.read() if node.read is not None else b"")
+        finally:
+            os.close(fd)
     else:  # pragma: no cover - the tree has three kinds of node
         raise TypeError(f"{where}: unknown node {node!r}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 from xml.sax.saxutils import quoteattr
 
 NS = "urn:mdev-hooks:domain:1"
@@ -47,8 +46,6 @@ class PciHostdev:
     address: str
     managed: str = "yes"
 
-
-Item = Union[Mdev, VgpuEntry, PciHostdev]
 
 
 def mdev(uuid: str, parent: str, type_: str, *attrs: tuple[str, str]) -> Mdev:
@@ -96,7 +93,7 @@ def _hostdev(item: Mdev | PciHostdev) -> str:
             f"<source><address uuid='{item.uuid}'/></source></hostdev>")
 
 
-def domain_xml(name: str, uuid: str, items: Sequence[Item] = (), *, prefixed: bool = True,
+def domain_xml(name: str, uuid: str, items: Sequence[Mdev | VgpuEntry | PciHostdev] = (), *, prefixed: bool = True,
                metadata: bool | None = None, extra_metadata: str = "") -> bytes:
     """The domain XML. prefixed: entries are `<mdev:device>` (what `virsh metadata --set` writes) or plain
     `<device>` (hand-written) inside `<mdev:mdevs xmlns:mdev=...>`. metadata: force our metadata element on

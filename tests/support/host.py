@@ -55,8 +55,9 @@ class UnitHost:
 
     def __init__(self, tmp: Path, profiles: list[str], devices: Iterable[tuple[str, str, str]] = (), *,
                  available: Mapping[tuple[str, str], int] | None = None, vgpus: Mapping[str, str] | None = None,
-                 config: str = "") -> None:
+                 config: str = "", read_only: bool = False) -> None:
         self.tmp = tmp
+        self.read_only = False
         self.sysfs = materialize(profiles, tmp / "sys", devices, available=available, vgpus=vgpus)
         self.state_dir = tmp / "state"
         self.state_dir.mkdir(mode=0o700)
@@ -65,9 +66,15 @@ class UnitHost:
         (self.virsh_dir / "domains").mkdir(parents=True)
         self._xml_count = 0
         self.write_config(config)
+        self.read_only = read_only  # shared between tests: config, ledger and virsh state stay as built
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise RuntimeError("this host is shared between tests: build your own (make_host) to change it")
 
     def write_config(self, extra: str = "") -> None:
         """The config file: every path under tmp, plus `extra` TOML lines (policy, [parents] last)."""
+        self._writable()
         t = self.tmp
         self.config.write_text(
             f'sysfs_root = "{self.sysfs}"\nstate_dir = "{self.state_dir}"\nlock_dir = "{t / "lock"}"\n'
@@ -76,6 +83,7 @@ class UnitHost:
     def claim(self, key: str, domain_uuid: str, domain_name: str, parent: str, type_: str,
               state: str = "created", **more: Any) -> Path:
         """Write a ledger claim file as the hook writes it (the file format, not the product's class)."""
+        self._writable()
         data: dict[str, Any] = {"mdev": key, "domain_uuid": domain_uuid, "domain_name": domain_name,
                                 "parent": parent, "type": type_, "state": state, "pid": 0, "time": CLAIM_TIME,
                                 "attrs": [], "pf": "", "kind": "mdev"}
@@ -86,6 +94,7 @@ class UnitHost:
 
     def running(self, *domain_uuids: str) -> None:
         """What the fake `virsh list --uuid` answers."""
+        self._writable()
         (self.virsh_dir / "running").write_text("".join(u + "\n" for u in domain_uuids))
 
     def cli(self, *argv: str) -> Run:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +23,18 @@ def make_host(tmp_path: Path) -> MakeHost:
         return UnitHost(where, profiles, *args, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def shared_host(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., UnitHost]:
+    """shared_host(["nvidia-a40-sriov"], devices=[...]): one read-only host per (profiles, devices) for the whole
+    session (a big profile takes seconds to write out); plan/types/status only, no claims, no config changes."""
+    cache: dict[tuple[tuple[str, ...], tuple[tuple[str, str, str], ...]], UnitHost] = {}
+
+    def get(profiles: Sequence[str], devices: Sequence[tuple[str, str, str]] = ()) -> UnitHost:
+        key = (tuple(profiles), tuple(devices))
+        if key not in cache:
+            cache[key] = UnitHost(tmp_path_factory.mktemp("shared"), list(profiles), devices, read_only=True)
+        return cache[key]
+
+    return get

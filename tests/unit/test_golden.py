@@ -137,9 +137,12 @@ def both(h: UnitHost, name: str, run: Callable[..., Run], *args: str, code: int 
             check_json(name, r.out, h.paths())
 
 
+SHARED = {"a40-pf", "a40-vf"}  # big hosts, built once per session and only read (see shared_host)
+
+
 @pytest.mark.parametrize("case", sorted(PLAN))
-def test_plan(make_host: MakeHost, case: str) -> None:
-    h, xml = PLAN[case](make_host)
+def test_plan(make_host: MakeHost, shared_host: MakeHost, case: str) -> None:
+    h, xml = PLAN[case](shared_host if case in SHARED else make_host)
     both(h, f"plan-{case}", lambda *opts: h.plan(xml, *opts), code=1 if case == "policy-refused" else 0)
 
 
@@ -150,7 +153,7 @@ def test_status(make_host: MakeHost, case: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(TYPES))
-def test_types(make_host: MakeHost, case: str) -> None:
+def test_types(make_host: MakeHost, shared_host: MakeHost, case: str) -> None:
     make, args = TYPES[case]
-    h = make(make_host)
+    h = make(shared_host if case in SHARED else make_host)
     both(h, f"types-{case}", h.cli, "types", *args)

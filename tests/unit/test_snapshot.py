@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fakesysfs.snapshot import materialize
+from support.host import MakeHost
 from support.ids import GVT, GVT_V54, GVT_V58, H200_1414, H200_1428, MTTY, MTTY_1, MTTY_2, PF, U1, U2, VF0, VF1
 
 
@@ -69,3 +70,12 @@ def test_available_override(tmp_path: Path) -> None:
     types = root / "class" / "mdev_bus" / GVT / "mdev_supported_types"
     assert read(types, f"{GVT_V58}/available_instances") == "0"
     assert read(types, f"{GVT_V54}/available_instances") == "1"
+
+
+def test_a_shared_host_cannot_be_changed(shared_host: MakeHost) -> None:
+    h = shared_host(["mtty-sample"])
+    with pytest.raises(RuntimeError, match="shared"):
+        h.claim(U1, "5909df77-0544-4c25-b292-6027c2468ce1", "vm", MTTY, MTTY_1)
+    with pytest.raises(RuntimeError, match="shared"):
+        h.write_config('allowed_parents = ["x"]')
+    assert list(h.state_dir.iterdir()) == [] and "allowed_parents" not in h.config.read_text()

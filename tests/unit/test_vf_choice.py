@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import pytest
-from fakesysfs.snapshot import materialize
+from support.host import MakeHost
 from support.ids import A40_565, A40_566, PF, U1, U2, U3, VF0, VF1, VF2
 from support.product import Env, ManagedMdev, make_env, pick_vf, sriov_vfs, step_device
 
 
-def env_of(tmp_path: Path, devices: Sequence[tuple[str, str, str]] = ()) -> Env:
-    root = materialize(["nvidia-a40-sriov"], tmp_path / "sys", devices)
-    return make_env(str(root), str(tmp_path / "state"))
+@pytest.fixture
+def env_of(shared_host: MakeHost) -> Callable[..., Env]:
+    """env_of(devices): an Env on a shared (read-only) A40 host; pick_vf only reads."""
+    def make(devices: Sequence[tuple[str, str, str]] = ()) -> Env:
+        h = shared_host(["nvidia-a40-sriov"], devices)
+        return make_env(str(h.sysfs), str(h.state_dir))
+
+    return make
 
 
-def test_vfs_of_the_pf_in_pci_address_order(tmp_path: Path) -> None:
-    vfs = sriov_vfs(env_of(tmp_path), PF)
+def test_vfs_of_the_pf_in_pci_address_order(env_of: Callable[..., Env]) -> None:
+    vfs = sriov_vfs(env_of(), PF)
     assert vfs is not None and len(vfs) == 32
     assert vfs[:5] == [VF0, VF1, VF2, "0000:41:00.7", "0000:41:01.0"]  # 00.7 before 01.0, not by string order
-    assert sriov_vfs(env_of(tmp_path / "x"), VF0) is None  # a VF is an mdev parent itself, not a PF
+    assert sriov_vfs(env_of(), VF0) is None  # a VF is an mdev parent itself, not a PF
 
 
-def test_first_free_vf_and_the_reason(tmp_path: Path) -> None:
-    env = env_of(tmp_path, [(U2, VF0, A40_565)])
+def test_first_free_vf_and_the_reason(env_of: Callable[..., Env]) -> None:
+    env = env_of([(U2, VF0, A40_565)])
     vfs = sriov_vfs(env, PF) or []
     taken: set[str] = set()
     step = pick_vf(env, ManagedMdev(U1, PF, A40_565), vfs, taken)
@@ -40,8 +44,8 @@ def test_first_free_vf_and_the_reason(tmp_path: Path) -> None:
               "nvidia-565"),
     ("nvidia-999", "none of the 32 VFs of PF 0000:41:00.0 offers type nvidia-999"),
 ])
-def test_no_vf_fits(tmp_path: Path, mtype: str, expected: str) -> None:
-    env = env_of(tmp_path, [(U2, VF0, A40_565)])  # the GPU holds one vGPU type at a time
+def test_no_vf_fits(env_of: Callable[..., Env], mtype: str, expected: str) -> None:
+    env = env_of([(U2, VF0, A40_565)])  # the GPU holds one vGPU type at a time
     step = pick_vf(env, ManagedMdev(U1, PF, mtype), sriov_vfs(env, PF) or [], set())
     assert step.problem is not None and expected in step.problem
     assert step_device(step).parent == PF and step.pf == PF
