@@ -23,7 +23,7 @@ def env_of(shared_host: MakeHost) -> Callable[..., Env]:
 def test_vfs_of_the_pf_in_pci_address_order(env_of: Callable[..., Env]) -> None:
     vfs = sriov_vfs(env_of(), PF)
     assert vfs is not None and len(vfs) == 32
-    assert vfs[:5] == [VF0, VF1, VF2, "0000:41:00.7", "0000:41:01.0"]  # 00.7 before 01.0, not by string order
+    assert vfs[:5] == [VF0, VF1, VF2, "0000:41:00.7", "0000:41:01.0"]  # not virtfnN name order (virtfn10 < virtfn2)
     assert sriov_vfs(env_of(), VF0) is None  # a VF is an mdev parent itself, not a PF
 
 
