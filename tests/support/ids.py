@@ -38,3 +38,6 @@ H200_1414 = "1414"  # NVIDIA H200X-1-18C: 7 per GPU
 H200_1428 = "1428"  # the whole GPU
 
 MISSING_PARENT = "0000:99:00.0"  # in no profile
+
+# the A40 states the unit tier shares between tests (each is written out once: 32 VFs are ~7000 files)
+A40_BUSY = ((U2, VF0, A40_565),)  # one nvidia-565 (2 per GPU) on the first VF

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from support.host import MakeHost, UnitHost
+from support.ids import A40_BUSY
 
 
 @pytest.fixture
@@ -38,3 +39,15 @@ def shared_host(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., UnitH
         return cache[key]
 
     return get
+
+
+@pytest.fixture
+def a40(shared_host: MakeHost) -> UnitHost:
+    """The A40 (SR-IOV, 32 VFs) with no vGPU, shared read-only."""
+    return shared_host(["nvidia-a40-sriov"])
+
+
+@pytest.fixture
+def a40_busy(shared_host: MakeHost) -> UnitHost:
+    """The A40 with ids.A40_BUSY (one nvidia-565 on its first VF), shared read-only."""
+    return shared_host(["nvidia-a40-sriov"], A40_BUSY)

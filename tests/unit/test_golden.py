@@ -11,6 +11,7 @@ from support.golden import check_json, check_text
 from support.host import MakeHost, Run, UnitHost
 from support.ids import (
     A40_565,
+    A40_BUSY,
     AP_PASSTHROUGH,
     DOM_A,
     DOM_B,
@@ -55,7 +56,7 @@ def _plan_policy_refused(make_host: MakeHost) -> tuple[UnitHost, bytes]:
 
 
 def _plan_a40_pf(make_host: MakeHost) -> tuple[UnitHost, bytes]:
-    h = make_host(["nvidia-a40-sriov"], devices=[(U2, VF0, A40_565)])
+    h = make_host(["nvidia-a40-sriov"], devices=A40_BUSY)
     return h, domain_xml(NAME_A, DOM_A, [mdev(U1, PF, A40_565)])
 
 
@@ -118,7 +119,7 @@ STATUS.update({"mixed": _status_mixed, "virsh-broken": _status_virsh_broken, "po
 
 TYPES.update({
     "gvtg-mtty": (lambda mk: mk(["intel-gvtg", "mtty-sample"], devices=[(U1, MTTY, MTTY_2)]), []),
-    "a40-vf": (lambda mk: mk(["nvidia-a40-sriov"], devices=[(U1, VF1, A40_565)]), ["--parent", VF0]),
+    "a40-vf": (lambda mk: mk(["nvidia-a40-sriov"], devices=A40_BUSY), ["--parent", VF1]),
     "h200": (lambda mk: mk(["nvidia-h200x-vendor-vfio"], vgpus={VF1: H200_1414}), []),
     "h200-pf": (lambda mk: mk(["nvidia-h200x-vendor-vfio"], vgpus={VF1: H200_1414}), ["--parent", PF]),
     "s390-ap": (lambda mk: mk(["s390-vfio-ap"], devices=[(U1, MATRIX, AP_PASSTHROUGH)]), []),

@@ -1,6 +1,6 @@
 """`mdev-hooks plan` for NVIDIA GPUs: an SR-IOV PF as parent (which VF, and why) and vGPU 17+ VFs (kind="nvidia-vf").
 
-The A40 (32 VFs) hosts are shared read-only between tests (shared_host): plan only reads."""
+The A40 (32 VFs) hosts are shared read-only between tests (fixtures a40, a40_busy): plan only reads."""
 
 from __future__ import annotations
 
@@ -8,54 +8,52 @@ import json
 
 from support.asserts import one_line
 from support.domxml import PciHostdev, VgpuEntry, domain_xml, mdev
-from support.host import MakeHost
+from support.host import MakeHost, UnitHost
 from support.ids import A40_565, A40_566, DOM_A, DOM_B, H200_1414, H200_1428, NAME_A, NAME_B, PF, U1, U2, U3, VF0, VF1
 
-A40, H200 = ["nvidia-a40-sriov"], ["nvidia-h200x-vendor-vfio"]
+H200 = ["nvidia-h200x-vendor-vfio"]
 WHY = "the first of the 32 VFs of PF 0000:41:00.0, in address order, with a free instance of {t}{before}"
 
 
-def test_pf_parent_takes_the_first_vf_with_a_free_instance(shared_host: MakeHost) -> None:
-    r = shared_host(A40).plan(domain_xml(NAME_A, DOM_A, [mdev(U1, PF, A40_565)]), "--json")
+def test_pf_parent_takes_the_first_vf_with_a_free_instance(a40: UnitHost) -> None:
+    r = a40.plan(domain_xml(NAME_A, DOM_A, [mdev(U1, PF, A40_565)]), "--json")
     assert (r.code, r.err) == (0, ""), r
     [m] = json.loads(r.out)["mdevs"]
     assert (m["parent"], m["pf"], m["vf_choice"]) == (VF0, PF, WHY.format(t=A40_565, before=""))
 
 
-def test_pf_parent_skips_a_vf_in_use_and_says_so(shared_host: MakeHost) -> None:
-    h = shared_host(A40, devices=[(U2, VF0, A40_565)])
+def test_pf_parent_skips_a_vf_in_use_and_says_so(a40_busy: UnitHost) -> None:
+    h = a40_busy
     r = h.plan(domain_xml(NAME_A, DOM_A, [mdev(U1, PF, A40_565)]))
     assert (r.code, r.err) == (0, ""), r
     why = WHY.format(t=A40_565, before="; 1 before it taken or full")
     assert f"create mdev {U1} on VF {VF1} of PF {PF} ({why}): write it to {h.sysfs}/class/mdev_bus/{VF1}/" in r.out
 
 
-def test_pf_parent_two_devices_of_one_domain_get_two_vfs(shared_host: MakeHost) -> None:
-    r = shared_host(A40).plan(domain_xml(NAME_A, DOM_A, [mdev(U1, PF, A40_565), mdev(U2, PF, A40_565)]), "--json")
+def test_pf_parent_two_devices_of_one_domain_get_two_vfs(a40: UnitHost) -> None:
+    r = a40.plan(domain_xml(NAME_A, DOM_A, [mdev(U1, PF, A40_565), mdev(U2, PF, A40_565)]), "--json")
     assert r.code == 0, r
     assert [m["parent"] for m in json.loads(r.out)["mdevs"]] == [VF0, VF1]
 
 
-def test_pf_parent_gpu_full(shared_host: MakeHost) -> None:
-    h = shared_host(A40, devices=[(U2, VF0, A40_566)])  # the whole GPU
-    r = h.plan(domain_xml(NAME_A, DOM_A, [mdev(U1, PF, A40_566)]))
+def test_pf_parent_gpu_holding_another_type(a40_busy: UnitHost) -> None:
+    r = a40_busy.plan(domain_xml(NAME_A, DOM_A, [mdev(U1, PF, A40_566)]))  # 566 is the whole GPU; 565 is on it
     assert r.code == 1
     assert one_line(r.err) == (
         f"cannot create mdev {U1} (type {A40_566} on PF {PF}): no VF of PF {PF} has a free instance of type "
-        f"{A40_566} (32 VFs; vGPUs on them: 1 x {A40_566}; on NVIDIA: per-GPU maximum reached, or another type "
+        f"{A40_566} (32 VFs; vGPUs on them: 1 x {A40_565}; on NVIDIA: per-GPU maximum reached, or another type "
         "already on the GPU)")
 
 
-def test_pf_parent_existing_device_on_a_vf_is_adopted_there(shared_host: MakeHost) -> None:
-    h = shared_host(A40, devices=[(U1, VF1, A40_565)])
-    r = h.plan(domain_xml(NAME_A, DOM_A, [mdev(U1, PF, A40_565)]), "--json")
+def test_pf_parent_existing_device_on_a_vf_is_adopted_there(a40_busy: UnitHost) -> None:
+    r = a40_busy.plan(domain_xml(NAME_A, DOM_A, [mdev(U2, PF, A40_565)]), "--json")
     assert r.code == 0, r
     [m] = json.loads(r.out)["mdevs"]
-    assert (m["parent"], m["action"], m["vf_choice"]) == (VF1, "adopt", f"the device exists on VF {VF1} of PF {PF}")
+    assert (m["parent"], m["action"], m["vf_choice"]) == (VF0, "adopt", f"the device exists on VF {VF0} of PF {PF}")
 
 
-def test_pf_parent_type_offered_by_no_vf(shared_host: MakeHost) -> None:
-    r = shared_host(A40).plan(domain_xml(NAME_A, DOM_A, [mdev(U1, PF, "nvidia-999")]))
+def test_pf_parent_type_offered_by_no_vf(a40: UnitHost) -> None:
+    r = a40.plan(domain_xml(NAME_A, DOM_A, [mdev(U1, PF, "nvidia-999")]))
     assert r.code == 1
     assert f"none of the 32 VFs of PF {PF} offers type nvidia-999 (offered: nvidia-555, " in one_line(r.err)
 

@@ -2,40 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import pytest
-from support.host import MakeHost
-from support.ids import A40_565, A40_566, PF, U1, U2, U3, VF0, VF1, VF2
+from support.host import UnitHost
+from support.ids import A40_565, A40_566, PF, U1, U3, VF0, VF1, VF2
 from support.product import Env, ManagedMdev, make_env, pick_vf, sriov_vfs, step_device
 
 
-@pytest.fixture
-def env_of(shared_host: MakeHost) -> Callable[..., Env]:
-    """env_of(devices): an Env on a shared (read-only) A40 host; pick_vf only reads."""
-    def make(devices: Sequence[tuple[str, str, str]] = ()) -> Env:
-        h = shared_host(["nvidia-a40-sriov"], devices)
-        return make_env(str(h.sysfs), str(h.state_dir))
-
-    return make
+def env(host: UnitHost) -> Env:
+    return make_env(str(host.sysfs), str(host.state_dir))  # pick_vf only reads: a shared host will do
 
 
-def test_vfs_of_the_pf_in_pci_address_order(env_of: Callable[..., Env]) -> None:
-    vfs = sriov_vfs(env_of(), PF)
+def test_vfs_of_the_pf_in_pci_address_order(a40: UnitHost) -> None:
+    vfs = sriov_vfs(env(a40), PF)
     assert vfs is not None and len(vfs) == 32
     assert vfs[:5] == [VF0, VF1, VF2, "0000:41:00.7", "0000:41:01.0"]  # not virtfnN name order (virtfn10 < virtfn2)
-    assert sriov_vfs(env_of(), VF0) is None  # a VF is an mdev parent itself, not a PF
+    assert sriov_vfs(env(a40), VF0) is None  # a VF is an mdev parent itself, not a PF
 
 
-def test_first_free_vf_and_the_reason(env_of: Callable[..., Env]) -> None:
-    env = env_of([(U2, VF0, A40_565)])
-    vfs = sriov_vfs(env, PF) or []
+def test_first_free_vf_and_the_reason(a40_busy: UnitHost) -> None:
+    e = env(a40_busy)
+    vfs = sriov_vfs(e, PF) or []
     taken: set[str] = set()
-    step = pick_vf(env, ManagedMdev(U1, PF, A40_565), vfs, taken)
+    step = pick_vf(e, ManagedMdev(U1, PF, A40_565), vfs, taken)
     assert (step.problem, step_device(step).parent, step.pf, step.available) == (None, VF1, PF, 1)
     assert step.choice is not None and step.choice.endswith("; 1 before it taken or full")
     assert taken == {VF1}
-    again = pick_vf(env, ManagedMdev(U3, PF, A40_565), vfs, taken)  # the same domain's next device
+    again = pick_vf(e, ManagedMdev(U3, PF, A40_565), vfs, taken)  # the same domain's next device
     assert step_device(again).parent == VF2 and taken == {VF1, VF2}
 
 
@@ -44,8 +36,8 @@ def test_first_free_vf_and_the_reason(env_of: Callable[..., Env]) -> None:
               "nvidia-565"),
     ("nvidia-999", "none of the 32 VFs of PF 0000:41:00.0 offers type nvidia-999"),
 ])
-def test_no_vf_fits(env_of: Callable[..., Env], mtype: str, expected: str) -> None:
-    env = env_of([(U2, VF0, A40_565)])  # the GPU holds one vGPU type at a time
-    step = pick_vf(env, ManagedMdev(U1, PF, mtype), sriov_vfs(env, PF) or [], set())
+def test_no_vf_fits(a40_busy: UnitHost, mtype: str, expected: str) -> None:
+    e = env(a40_busy)  # the GPU holds one vGPU type at a time
+    step = pick_vf(e, ManagedMdev(U1, PF, mtype), sriov_vfs(e, PF) or [], set())
     assert step.problem is not None and expected in step.problem
     assert step_device(step).parent == PF and step.pf == PF
