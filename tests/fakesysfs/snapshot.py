@@ -9,8 +9,12 @@ every symlink is the fake's relative link. Nothing reacts to writes: a test of t
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
-from collections.abc import Iterable, Mapping
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from fakesysfs.journal import Journal
@@ -18,7 +22,9 @@ from fakesysfs.kernel import Kernel
 from fakesysfs.profiles import VENDOR_VFIO, build_host
 from fakesysfs.tree import Dir, File, Link, Node
 
-__all__ = ["materialize"]
+__all__ = ["materialize", "materialize_cached"]
+
+STALE_AFTER = 86400.0  # seconds: a cached tree unused this long is deleted by the next build
 
 
 def materialize(
@@ -64,6 +70,44 @@ def materialize(
         target.write_text(f"{count}\n")
         target.chmod(0o444)
     return dest
+
+
+def fake_digest() -> str:
+    """A digest of the fake's model (its modules and profiles.json): what a cached tree was built from."""
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    for f in sorted([*here.glob("*.py"), here / "profiles.json"]):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def materialize_cached(profiles: Sequence[str], cache: Path, devices: Sequence[tuple[str, str, str]] = ()) -> Path:
+    """materialize() once per (fake's model, profiles, devices) under `cache` and reuse it in later calls and later
+    runs (a 32-VF profile is ~7000 files: writing and deleting them per run is most of a run on a busy disk).
+
+    The returned tree is shared: it must only be read. It is built in a temporary directory and renamed into place,
+    so a concurrent builder loses harmlessly; entries unused for a day (another version of the fake, a killed
+    build) are deleted, never one another checkout may be using right now."""
+    version = fake_digest()
+    spec = hashlib.sha256(repr((list(profiles), [tuple(d) for d in devices])).encode()).hexdigest()[:16]
+    entry = cache / f"{version}-{spec}"
+    if entry.is_dir():
+        os.utime(entry)  # in use: not stale
+    else:
+        cache.mkdir(parents=True, exist_ok=True)
+        stale = time.time() - STALE_AFTER
+        for old in cache.iterdir():
+            with contextlib.suppress(OSError):
+                if old.lstat().st_mtime < stale:
+                    shutil.rmtree(old, ignore_errors=True)
+        building = cache / f".{entry.name}.{os.getpid()}"
+        shutil.rmtree(building, ignore_errors=True)
+        materialize(list(profiles), building / "sys", devices)
+        try:
+            building.rename(entry)
+        except OSError:  # another run put it there first
+            shutil.rmtree(building, ignore_errors=True)
+    return entry / "sys"
 
 
 def _copy(node: Node, where: Path) -> None:

@@ -51,14 +51,15 @@ def _environ(values: Mapping[str, str | None]) -> Iterator[None]:
 
 
 class UnitHost:
-    """UnitHost(tmp_path, ["intel-gvtg"], devices=[(uuid, parent, type)], available={...}, vgpus={...})."""
+    """UnitHost(tmp_path, ["intel-gvtg"], devices=[(uuid, parent, type)], available={...}, vgpus={...}, config=...)."""
 
     def __init__(self, tmp: Path, profiles: list[str], devices: Iterable[tuple[str, str, str]] = (), *,
                  available: Mapping[tuple[str, str], int] | None = None, vgpus: Mapping[str, str] | None = None,
-                 config: str = "", read_only: bool = False) -> None:
+                 config: str = "", read_only: bool = False, sysfs: Path | None = None) -> None:
         self.tmp = tmp
         self.read_only = False
-        self.sysfs = materialize(profiles, tmp / "sys", devices, available=available, vgpus=vgpus)
+        # sysfs: a tree materialized already (shared, read-only), instead of one written for this host
+        self.sysfs = sysfs or materialize(profiles, tmp / "sys", devices, available=available, vgpus=vgpus)
         self.state_dir = tmp / "state"
         self.state_dir.mkdir(mode=0o700)
         self.config = tmp / "config.toml"

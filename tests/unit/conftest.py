@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakesysfs.snapshot import materialize_cached
 from support.host import MakeHost, UnitHost
 from support.ids import A40_BUSY
 
@@ -29,14 +31,17 @@ def make_host(tmp_path: Path) -> MakeHost:
 @pytest.fixture(scope="session")
 def shared_host(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., UnitHost]:
     """shared_host(["nvidia-a40-sriov"], devices=[...]): one read-only host per (profiles, devices) for the whole
-    session (a big profile takes seconds to write out); plan/types/status only, no claims, no config changes."""
-    cache: dict[tuple[tuple[str, ...], tuple[tuple[str, str, str], ...]], UnitHost] = {}
+    session, on a sysfs tree kept between runs next to pytest's own temporary directories (materialize_cached: a
+    32-VF profile is ~7000 files); plan/types/status only, no claims, no config changes."""
+    trees = tmp_path_factory.getbasetemp().parent / f"mdev-hooks-unit-sysfs-{os.getuid()}"
+    hosts: dict[tuple[tuple[str, ...], tuple[tuple[str, str, str], ...]], UnitHost] = {}
 
     def get(profiles: Sequence[str], devices: Sequence[tuple[str, str, str]] = ()) -> UnitHost:
         key = (tuple(profiles), tuple(devices))
-        if key not in cache:
-            cache[key] = UnitHost(tmp_path_factory.mktemp("shared"), list(profiles), devices, read_only=True)
-        return cache[key]
+        if key not in hosts:
+            sysfs = materialize_cached(profiles, trees, devices)
+            hosts[key] = UnitHost(tmp_path_factory.mktemp("shared"), list(profiles), read_only=True, sysfs=sysfs)
+        return hosts[key]
 
     return get
 

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from fakesysfs.snapshot import materialize
+from fakesysfs.snapshot import materialize, materialize_cached
 from support.host import MakeHost
 from support.ids import GVT, GVT_V54, GVT_V58, H200_1414, H200_1428, MTTY, MTTY_1, MTTY_2, PF, U1, U2, VF0, VF1
 
@@ -79,3 +79,19 @@ def test_a_shared_host_cannot_be_changed(shared_host: MakeHost) -> None:
     with pytest.raises(RuntimeError, match="shared"):
         h.write_config('allowed_parents = ["x"]')
     assert list(h.state_dir.iterdir()) == [] and "allowed_parents" not in h.config.read_text()
+
+
+def test_cached_tree_is_built_once_per_spec_and_stale_ones_go(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = materialize_cached(["mtty-sample"], cache)
+    marker = first / "marker"
+    marker.write_text("")  # a rebuild would lose it
+    assert materialize_cached(["mtty-sample"], cache) == first and marker.exists()
+    other = materialize_cached(["mtty-sample"], cache, [(U1, MTTY, MTTY_1)])
+    assert other != first and (other / "bus" / "mdev" / "devices" / U1).is_symlink()
+    old = cache / "0000-old"
+    old.mkdir()
+    os.utime(old, (0, 0))
+    materialize_cached(["intel-gvtg"], cache)
+    assert not old.exists() and first.exists()
+    assert sorted(p.name.startswith(".") for p in cache.iterdir()) == [False, False, False]  # no build dir left
