@@ -70,3 +70,8 @@ def cli(h: HookEnv, *args: str, virsh: bool = True) -> subprocess.CompletedProce
         env.update(MDEV_HOOKS_CONFIG=str(h.config), MDEV_HOOKS_VIRSH="/bin/false")
     return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=120,
                           stdin=subprocess.DEVNULL, check=False)
+
+
+def cli_without_virsh(h: HookEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command with a virsh that cannot answer (running domains unknown)."""
+    return cli(h, *args, virsh=False)
