@@ -141,7 +141,7 @@ def _paragraphs(paras: Iterable[str], fixed: bool = False) -> list[str]:
 
 
 # -- the parser ---------------------------------------------------------------------------------------------------
-def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
+def subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
     """(name, one-line help, parser) of each subcommand, in definition order."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -252,7 +252,7 @@ def _examples(lines: Sequence[str]) -> list[str]:
 
 def render(parser: argparse.ArgumentParser, version: str, date: str) -> str:
     prog = parser.prog
-    subs = _subcommands(parser)
+    subs = subcommands(parser)
     common = common_options(parser)
     main_blocks = epilog_blocks(parser.epilog)
     out = [
