@@ -1,0 +1,72 @@
+"""Fixtures of the Debian package tests: the .deb built once per session by scripts/build-deb (root, apt)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "package: builds and installs the Debian package (root, apt, dpkg)")
+
+
+def require_root_and_apt() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the package tests need root (apt-get installs the build tools; dpkg in a chroot)")
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("the package tests need a Debian system (apt-get, dpkg-deb)")
+
+
+def rules_variable(name: str) -> str:
+    """A variable of debian/rules (the one place naming the parser's and the launcher's import paths)."""
+    with open(os.path.join(REPO, "debian", "rules"), encoding="utf-8") as f:
+        m = re.search(rf"^{name}\s*:?=\s*(\S+)\s*$", f.read(), re.M)
+    assert m, f"debian/rules defines no {name}"
+    return m.group(1)
+
+
+def source_python(code: str, *args: str) -> str:
+    """Run code with Debian's python3 against this source tree (not whatever mdev_hooks the test runner has)."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": REPO, "LC_ALL": "C.UTF-8",
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([SYSTEM_PYTHON, "-s", "-c", code, *args], capture_output=True, text=True, env=env,
+                          check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class Built:
+    deb: str
+    lintian: str  # lintian's output as build-deb saved it
+    build_output: str
+    tree: str  # the .deb unpacked (dpkg-deb -x)
+    version: str
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    require_root_and_apt()
+    out = tmp_path_factory.mktemp("deb")
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-deb"), str(out)], capture_output=True,
+                          text=True, timeout=1800, check=False)
+    assert proc.returncode == 0, f"scripts/build-deb failed:\n{proc.stdout}\n{proc.stderr}"
+    debs = sorted(p for p in os.listdir(out) if p.endswith("_all.deb"))
+    assert len(debs) == 1, f"expected one mdev-hooks_<version>_all.deb in {out}, found {debs}"
+    m = re.fullmatch(r"mdev-hooks_(.+)_all\.deb", debs[0])
+    assert m, debs[0]
+    lint = [p for p in os.listdir(out) if p.endswith("_lintian.txt")]
+    assert lint, "build-deb saved no lintian output"
+    with open(os.path.join(out, lint[0]), encoding="utf-8") as f:
+        lintian = f.read()
+    tree = out / "tree"
+    subprocess.run(["dpkg-deb", "-x", str(out / debs[0]), str(tree)], check=True)
+    return Built(str(out / debs[0]), lintian, proc.stdout + proc.stderr, str(tree), m.group(1))
