@@ -43,6 +43,15 @@ def source_python(code: str, *args: str) -> str:
     return proc.stdout
 
 
+GET = ("import importlib, sys; m, _, n = sys.argv[1].partition(':'); v = getattr(importlib.import_module(m), n); "
+       "sys.stdout.write(v(*sys.argv[2:]) if callable(v) else v)")
+
+
+def source_value(spec: str, *args: str) -> str:
+    """MODULE:NAME of debian/rules, as debian/rules evaluates it (a function is called with args)."""
+    return source_python(GET, spec, *args)
+
+
 @dataclass(frozen=True)
 class Built:
     deb: str
