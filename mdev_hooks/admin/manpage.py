@@ -92,6 +92,8 @@ ENVIRONMENT = [
      "to the hook)"),
     ("MDEV_HOOKS_DRY_RUN", "1/true/yes turns dry-run on, 0/false/no off, over the configuration file"),
     ("MDEV_HOOKS_VIRSH", "the program run instead of virsh by add, drop, gc and status"),
+    ("MDEV_HOOKS_SYSFS_ROOT", "the sysfs the bash completion lists parents and types from (default /sys; "
+     "--sysfs-root on the command line wins)"),
 ]
 
 # after the main parser's own examples (README.md)
@@ -227,8 +229,14 @@ def epilog_blocks(epilog: str | None) -> list[tuple[str, list[str]]]:
         head = re.fullmatch(r"([a-z][a-z ]*):", lines[0].strip())
         if head:
             blocks.append((head.group(1), lines[1:]))
-        else:
-            blocks.append(("", [" ".join(line.strip() for line in lines)]))
+            continue
+        # a paragraph per `topic: text` line and the lines continuing it
+        paras: list[list[str]] = []
+        for line in lines:
+            if not paras or re.match(r"[a-z][a-z ]*: ", line):
+                paras.append([])
+            paras[-1].append(line.strip())
+        blocks += [("", [" ".join(p)]) for p in paras]
     return blocks
 
 
