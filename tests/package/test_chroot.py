@@ -184,3 +184,18 @@ def test_reload_only_when_the_daemon_knew_no_hook(chroot: Chroot, built: Built) 
     assert f"mdev-hooks: installed the libvirt hook {HOOK} and reloaded virtqemud (kill -HUP $(cat " \
            "/run/virtqemud.pid)) so that it calls the hook; running VMs are not affected" in out.splitlines(), out
     assert out.splitlines()[-1] == "HUP", out
+
+
+def test_remove_without_libvirt_names_every_owner(chroot: Chroot, built: Built) -> None:
+    """No virsh (or no daemon): which domains run is unknown, so every domain the ledger names is listed."""
+    _install(chroot, built)
+    chroot.run(f"mkdir -p -m 700 /run/mdev-hooks; cat >/run/mdev-hooks/{MDEV2}.json <<'EOF'\n"
+               f"{_claim(MDEV2, 'vm2', VM2, 'mtty', 'mtty-2')}\nEOF")
+    out = chroot.run("command -v virsh || echo no-virsh; apt-get -o DPkg::Lock::Timeout=600 remove -y mdev-hooks"
+                     ).stdout
+    assert "no-virsh" in out
+    assert _lines(out)[1:3] == [
+        "mdev-hooks: the ledger /run/mdev-hooks gives devices the hook created to these domains (libvirt could not "
+        "be asked which are running); they and their devices are left alone:",
+        f"    vm2 ({VM2}): mdev {MDEV2} (type mtty-2 on mtty)"], out
+    assert os.path.exists(chroot.path(f"/run/mdev-hooks/{MDEV2}.json"))
