@@ -84,7 +84,7 @@ def main() -> int:
     print(f"{'':14}{'start':>9}{'destroy':>9}{'total':>9}")
     for hooked, label in ((False, "no hook"), (True, "mdev-hooks")):
         print(f"{label:14}" + "".join(f"{med(hooked, k) * 1000:9.1f}" for k in (0, 1, None)))
-    delta = [sum(h) - sum(n) for h, n in zip(samples[True], samples[False], strict=True)]
+    delta = [sum(h) - sum(n) for h, n in zip(samples[True], samples[False])]
     print(f"{'difference':14}" + "".join(f"{(med(True, k) - med(False, k)) * 1000:+9.1f}" for k in (0, 1, None))
           + f"   (median of per-pair differences {statistics.median(delta) * 1000:+.1f} ms, 5 hook calls)")
     print(f"the hook run directly (plain domain XML on stdin): median {statistics.median(direct) * 1000:.1f} ms per "

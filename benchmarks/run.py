@@ -61,14 +61,15 @@ def say(*a: object) -> None:
 
 
 def _source_files() -> list[Path]:
-    return [REPO / "pyproject.toml", REPO / "README.md", *sorted((REPO / "mdev_hooks").glob("*.py"))]
+    package = sorted(p for p in (REPO / "mdev_hooks").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return [REPO / "pyproject.toml", REPO / "README.md", *package]
 
 
 def build_venv(python: str) -> Path:
     """A venv with mdev-hooks installed non-editable (pip install of a copy of the sources), cached by content."""
     h = hashlib.sha256(os.path.realpath(python).encode())
     for f in _source_files():
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+        h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
     venv = CACHE / f"venv-{h.hexdigest()[:16]}"
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".lock", "w") as lock:
@@ -306,7 +307,7 @@ class Runner:
             raise SystemExit(f"the spawner died (exit {self.proc.wait()})")
         wall, res = json.loads(line)
         runs = [Run(*r) for r in res]
-        for (argv, *_), r, spec in zip(jobs, runs, specs, strict=True):
+        for (argv, *_), r, spec in zip(jobs, runs, specs):
             if r.rc != want_rc:
                 text = Path(spec[3]).read_text(errors="replace").strip()
                 raise SystemExit(f"{' '.join(argv[1:4])}: exit {r.rc}, expected {want_rc}: {text}")

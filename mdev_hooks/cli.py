@@ -5,6 +5,8 @@ Exit codes: 0 ok; 1 the verdict is negative or the operation failed (one `mdev-h
 2 usage error.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -46,7 +48,7 @@ names another program (tests use a fake).
 class _NullLog:
     """The hook's code logs through structlog; commands that only read pass this instead."""
 
-    def bind(self, **_: Any) -> "_NullLog":
+    def bind(self, **_: Any) -> _NullLog:
         return self
 
     def __getattr__(self, _name: str) -> Callable[..., None]:

@@ -1,9 +1,12 @@
 """The configuration file (TOML) and the environment switches meant for tests and manual runs."""
 
+from __future__ import annotations
+
 import os
 import re
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from mdev_hooks.errors import HookError
@@ -36,7 +39,12 @@ class Config:
     path: str = ""  # the file this came from ("" = defaults only)
 
 
-_TYPES: dict[str, type] = {f.name: f.type for f in fields(Config) if f.name != "path"}  # type: ignore[misc]
+# the Python type of each scalar key (annotations are strings under `from __future__ import annotations`)
+_TYPES: dict[str, type] = {
+    "sysfs_root": str, "state_dir": str, "lock_dir": str, "log_file": str, "dry_run": bool, "lock_timeout": float,
+    "nvidia_release_wait": float, "remove_timeout": float, "allowed_parents": tuple, "allowed_types": tuple,
+    "mdevctl_dir": str, "parents": tuple,
+}
 _GLOB_LISTS = ("allowed_parents", "allowed_types")
 MAX_GLOBS = 256
 
@@ -134,7 +142,10 @@ def _parse(raw: bytes, path: str) -> dict[str, Any]:
     flat = _flat(text)
     if flat is not None:
         return flat
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the same parser, as a package
+        import tomli as tomllib
 
     try:
         return tomllib.loads(text)

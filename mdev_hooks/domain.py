@@ -1,5 +1,7 @@
 """Domain XML -> the managed mdevs it asks for. The XML is untrusted: safe parser, bounded size."""
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -132,7 +134,7 @@ def domain_uuid(data: bytes) -> str:
     return canonical_uuid((parse_xml(data).findtext("uuid") or "").strip(), "domain <uuid>")
 
 
-def parse(data: bytes, fallback: "Callable[[str], ManagedMdev | None] | None" = None,
+def parse(data: bytes, fallback: Callable[[str], ManagedMdev | None] | None = None,
           fallback_hint: str = "") -> Domain:
     """The domain's managed mdevs. A managed hostdev without a metadata entry is looked up with `fallback` (mdevctl
     definitions; `fallback_hint` says where it looked), else it is an error."""

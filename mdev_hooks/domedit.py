@@ -5,6 +5,8 @@ Everything else in the document is kept as it is (comments included; libvirt re-
 The XML comes from `virsh dumpxml`; it is still parsed without DTDs, entities or network access.
 """
 
+from __future__ import annotations
+
 from lxml import etree
 
 from mdev_hooks.domain import MAX_XML_BYTES, NS, NVIDIA_VF

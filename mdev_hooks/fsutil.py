@@ -1,5 +1,7 @@
 """Small file-system helpers shared by the ledger, the locks and the installer."""
 
+from __future__ import annotations
+
 import os
 import stat
 

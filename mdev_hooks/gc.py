@@ -6,6 +6,8 @@ done (same per-parent locks, same checks, same NVIDIA wait). For a running domai
 is gone (or replaced) are dropped, under the parent's lock, where no prepare can be half-way.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import time

@@ -63,7 +63,7 @@ def _fail(message: str) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None, stdin: "BinaryIO | None" = None) -> int:
+def main(argv: "list[str] | None" = None, stdin: "BinaryIO | None" = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3 or (args[1], args[2]) not in ACTIVE:
         return 0  # every other operation, known or unknown, is none of our business

@@ -5,6 +5,8 @@ of the environment mdev-hooks is installed in (`#!<sys.executable> -I`, so a ven
 not matter), the second is MARKER, by which `uninstall` (and a later `install`) recognise a file as ours.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import stat
@@ -24,22 +26,14 @@ BACKUP_SUFFIX = ".mdev-hooks-backup"
 MARKER = "# mdev-hooks launcher: written by `mdev-hooks install`, removed by `mdev-hooks uninstall`"
 MAX_SHEBANG = 127  # the kernel's limit for a #! line on older kernels (BINPRM_BUF_SIZE 128 before 5.1)
 
-# hooks/qemu without its first line (tests/test_cli.py checks that the two stay the same)
-LAUNCHER_BODY = """\
-# mdev-hooks: libvirt qemu hook (DOMAIN OP SUBOP EXTRA, domain XML on stdin). `mdev-hooks install` writes a copy
-# whose first line names the absolute interpreter that has mdev_hooks installed.
-import sys
+# the launcher's one source, shipped as package data (hooks/qemu of the repository links to it)
+LAUNCHER_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "share", "qemu-hook")
 
-try:
-    from mdev_hooks.hook import main
-except ImportError as exc:
-    # A broken install must not block VMs that have no managed mdev, and must say so for those that do.
-    if sys.argv[2:4] == ["prepare", "begin"] and b"urn:mdev-hooks:domain:1" in sys.stdin.buffer.read():
-        sys.stderr.write(f"mdev-hooks: {sys.executable} cannot import mdev_hooks ({exc}); reinstall mdev-hooks\\n")
-        sys.exit(1)
-    sys.exit(0)
-sys.exit(main())
-"""
+
+def launcher_body() -> str:
+    """The launcher without its #! line."""
+    with open(LAUNCHER_SOURCE, encoding="utf-8") as f:
+        return f.read().split("\n", 1)[1]
 
 
 @dataclass
@@ -54,7 +48,7 @@ def launcher_text(python: str) -> str:
     if not os.path.isabs(python) or any(c.isspace() for c in python) or len(python) + 5 > MAX_SHEBANG:
         raise HookError(f"interpreter path {python!r} cannot be used in a #! line "
                         f"(it must be absolute, without spaces, at most {MAX_SHEBANG - 5} characters)")
-    return f"#!{python} -I\n{MARKER}\n{LAUNCHER_BODY}"
+    return f"#!{python} -I\n{MARKER}\n{launcher_body()}"
 
 
 def is_ours(path: str) -> bool:

@@ -6,6 +6,8 @@ the same UUID can never both own it, whatever parents they use. The claim is wri
 Claims are found by domain UUID (names can change) by reading the directory; a host has few mdevs.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import time
@@ -34,7 +36,7 @@ class Claim:
     # it, `pf` the VF's PF (whose lock guards it)
     kind: str = "mdev"
 
-    def with_state(self, state: str) -> "Claim":
+    def with_state(self, state: str) -> Claim:
         return replace(self, state=state, time=time.time())
 
 

@@ -5,6 +5,8 @@ SR-IOV VF choice is in sriov.py, NVIDIA's vendor interface (kind="nvidia-vf") in
 shares (Env, Step, the ledger claim) in steps.py.
 """
 
+from __future__ import annotations
+
 import errno
 import json
 import os

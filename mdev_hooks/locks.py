@@ -18,6 +18,16 @@ def lock_path(lock_dir: str, parent: str) -> str:
     return os.path.join(lock_dir, parent + ".lock")
 
 
+def _file_lock(cls: Any, path: str, timeout: float) -> Any:
+    """A FileLock whose file is 0600: filelock >= 3.10 takes `mode`; older ones get the file made 0600 first."""
+    try:
+        return cls(path, timeout=timeout, mode=0o600)
+    except TypeError:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        return cls(path, timeout=timeout)
+
+
 @contextmanager
 def parent_locks(lock_dir: str, parents: Iterable[str], timeout: float, log: Any) -> Iterator[None]:
     from filelock import FileLock, Timeout
@@ -32,7 +42,7 @@ def parent_locks(lock_dir: str, parents: Iterable[str], timeout: float, log: Any
             path = lock_path(lock_dir, parent)
             if os.path.islink(path):
                 raise HookError(f"lock file {path} is a symlink; refusing to use it")
-            lock = FileLock(path, timeout=timeout, mode=0o600)
+            lock = _file_lock(FileLock, path, timeout)
             t0 = time.monotonic()
             try:
                 lock.acquire()

@@ -3,6 +3,8 @@
 A log file that cannot be opened or written must not break a VM start, so writes that fail are dropped.
 """
 
+from __future__ import annotations
+
 import os
 from typing import Any, TextIO
 

@@ -8,6 +8,8 @@ validated) and every other path component is checked: parent directory names are
 directories, the definition is a regular file (not a symlink), read with a bounded size.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import stat

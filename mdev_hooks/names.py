@@ -1,5 +1,7 @@
 """Validation of the names that reach file paths: UUIDs, parents, types (pure, no I/O)."""
 
+from __future__ import annotations
+
 import re
 
 from mdev_hooks.errors import HookError

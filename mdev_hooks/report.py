@@ -1,5 +1,7 @@
 """What `plan`, `status` and `types` show: plain data (for --json) and its readable rendering. Reads only."""
 
+from __future__ import annotations
+
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass

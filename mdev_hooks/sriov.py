@@ -1,6 +1,8 @@
 """SR-IOV vGPU parents (NVIDIA Ampere and later): a PF whose VFs are the mdev parents. Which VF a domain naming the
 PF gets, and the lock every VF of a PF is used under."""
 
+from __future__ import annotations
+
 from collections import Counter
 from dataclasses import replace
 

@@ -2,6 +2,8 @@
 decides for a device, how error lines name a device, and its ledger claim (taken before any write, dropped after).
 """
 
+from __future__ import annotations
+
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +25,7 @@ class Env:
     log: Any
 
     @classmethod
-    def from_config(cls, cfg: Config, log: Any) -> "Env":
+    def from_config(cls, cfg: Config, log: Any) -> Env:
         return cls(cfg, Sysfs(cfg.sysfs_root), L.Ledger(cfg.state_dir), log)
 
 

@@ -9,6 +9,8 @@ the caller (names.py); here every path is also resolved and must stay under the 
 planted symlink cannot redirect a write.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import stat

@@ -5,6 +5,8 @@ The VF's nvidia/current_vgpu_type gets the type id before start and 0 after stop
 VF address; the VF is used under its PF's lock. Imported only when a domain has such an entry.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import time
@@ -48,7 +50,7 @@ def bind(domain: Domain, env: Env) -> Domain:
     return replace(domain, mdevs=[*domain.mdevs, *vgpus], unused=[*domain.unused, *unused])
 
 
-def validate(env: Env, m: ManagedMdev, claim: "L.Claim | None") -> Step:
+def validate(env: Env, m: ManagedMdev, claim: L.Claim | None) -> Step:
     """The step for an NVIDIA vendor-interface vGPU: set its type on the VF (create), or use the type already set."""
     sysfs, vf = env.sysfs, m.uuid
     pf = sysfs.physfn(vf)

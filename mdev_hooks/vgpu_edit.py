@@ -3,6 +3,8 @@ kind="nvidia-vf") in a domain's XML: a managed PCI hostdev on the VF plus its me
 VF (never picked here: the hostdev's address is what qemu gets); the entry names the PF when the hook's own
 binding of entries to VFs would give it this VF. vgpu.py is the hook's side."""
 
+from __future__ import annotations
+
 import argparse
 import copy
 from collections.abc import Callable
@@ -125,7 +127,7 @@ def _vgpu_now(sysfs: Sysfs, vf: str, type_id: str, current: str, mine: bool) -> 
     return f"VF {vf} can take type {type_id} now"
 
 
-def add(args: argparse.Namespace, virsh: Any, env: Env, running: "Callable[[], Any]") -> None:
+def add(args: argparse.Namespace, virsh: Any, env: Env, running: Callable[[], Any]) -> None:
     """`mdev-hooks add VM --vf VF --type ID [--parent PF|VF]`."""
     from mdev_hooks import domedit
 

@@ -4,6 +4,8 @@ The program is `virsh` unless env MDEV_HOOKS_VIRSH names another command (tests 
 calls); the connection is `--connect URI`, default qemu:///system. Every call is bounded by a timeout.
 """
 
+from __future__ import annotations
+
 import os
 import shlex
 import subprocess

@@ -6,6 +6,8 @@ State lives in $FAKE_VIRSH_DIR: `running` (one domain UUID a line: `list --uuid`
 every command fails as when libvirtd is unreachable).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re

@@ -1,5 +1,7 @@
 """Run the real hook (hooks/qemu) as libvirt does: a subprocess, scrubbed environment, XML on stdin."""
 
+from __future__ import annotations
+
 import subprocess
 import sys
 from dataclasses import dataclass

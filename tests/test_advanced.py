@@ -3,6 +3,8 @@ the real hook (hooks/qemu as a subprocess, scrubbed environment) and the real `m
 FUSE fake of mdev sysfs. What is checked is what the fake kernel saw (its journal) and what the user sees.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re

@@ -4,6 +4,8 @@ libvirt is exercised by tests/libvirt/). What is checked is what the fake kernel
 virsh was asked, and what the user sees (exit code, stdout, stderr).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
@@ -21,7 +23,7 @@ from hookrun import HookEnv, domain_xml
 from lxml import etree
 
 from mdev_hooks import config, domain
-from mdev_hooks.install import LAUNCHER_BODY, MARKER
+from mdev_hooks.install import MARKER, launcher_body, launcher_text
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -474,8 +476,11 @@ FOREIGN = "#!/bin/sh\n# a user's own dispatcher\nexec /usr/local/bin/dispatch \"
 
 
 def test_launcher_is_the_repositorys_hook() -> None:
-    repo_hook = (REPO / "hooks" / "qemu").read_text()
-    assert repo_hook.split("\n", 1)[1] == LAUNCHER_BODY
+    """One source: hooks/qemu is the package's launcher, and what install writes is it with two lines changed."""
+    repo_hook = REPO / "hooks" / "qemu"
+    assert repo_hook.resolve() == (REPO / "mdev_hooks" / "share" / "qemu-hook").resolve()
+    assert repo_hook.read_text().split("\n", 1)[1] == launcher_body()
+    assert launcher_text("/usr/bin/python3").split("\n", 2)[2] == launcher_body()
 
 
 def script_python(script: Path) -> str:
@@ -589,6 +594,13 @@ def test_install_force_saves_and_uninstall_restores(world: World, tmp_path: Path
 def test_install_from_a_venv_names_the_venvs_python(world: World, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    # the dependencies as this interpreter has them (when it is itself a venv, --system-site-packages misses them)
+    import site
+    import sysconfig
+
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path("
+                              "'purelib'))"], capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "parent-site.pth").write_text("\n".join([*site.getsitepackages(), sysconfig.get_path("purelib")]))
     pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--disable-pip-version-check",
                           "-e", str(REPO)], capture_output=True, text=True, timeout=600, check=False)
     assert pip.returncode == 0, pip.stderr

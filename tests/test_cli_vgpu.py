@@ -4,6 +4,8 @@ profile (PF 0000:41:00.0, VFs 0000:41:00.4-.7). What is checked: what the user s
 real hook then sets the type at prepare and clears it at release (the fake kernel's journal).
 """
 
+from __future__ import annotations
+
 import subprocess
 from collections.abc import Callable
 from pathlib import Path

@@ -1,5 +1,7 @@
 """Concurrent hook runs against the FUSE fake: per-parent serialisation, parallel parents, no leaks."""
 
+from __future__ import annotations
+
 import time
 import uuid as uuidlib
 from collections.abc import Callable

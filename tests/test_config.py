@@ -1,5 +1,7 @@
 """Unit tests of the configuration loader."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import pytest

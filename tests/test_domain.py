@@ -1,5 +1,7 @@
 """Unit tests of the pure XML -> managed mdev logic (domain.py, names.py)."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import pytest

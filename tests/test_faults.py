@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import itertools
 import json
 import os
 import signal
@@ -383,7 +382,7 @@ def test_remove_transient_errors_are_retried_with_backoff(world: Callable[..., W
     removes = [e for e in w.writes() if e["op"] == "remove"]
     first = [e for e in removes if e["uuid"] == removes[0]["uuid"]]
     assert [e["result"] for e in first] == [name, name, "ok"]
-    gaps = [b["t0"] - a["t1"] for a, b in itertools.pairwise(first)]
+    gaps = [b["t0"] - a["t1"] for a, b in zip(first, first[1:])]
     assert 0.045 <= gaps[0] < 1.0 and 0.095 <= gaps[1] < 1.0, gaps  # exponential backoff: 0.05 s, then 0.1 s
     matrix.record("kernel", f"remove fails {name} twice (transient)", w.tally(), injected=2, runs=w.runs,
                   outcome="retried with backoff; exit 0")

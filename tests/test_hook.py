@@ -4,6 +4,8 @@ Every promise of the core issue is checked here through what the fake's kernel s
 the user sees (exit code, stderr, stdout), never through the hook's own view of itself.
 """
 
+from __future__ import annotations
+
 import fcntl
 import os
 import signal

@@ -8,7 +8,8 @@ The fake's errnos for current_vgpu_type (EINVAL: not creatable now, EBUSY: a typ
 NVIDIA documents none.
 """
 
-import itertools
+from __future__ import annotations
+
 import json
 import os
 import threading
@@ -177,14 +178,14 @@ def test_concurrent_starts_on_one_gpu_are_serialised_by_the_pf_lock(h200: tuple[
     doms = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)]
     # each domain one 1-18C slice on its own VF; two name the VF, two the PF
     docs = [vf_xml(f"g{i}", d, [(PF if i % 2 else vf, SLICE)], [vf])
-            for i, (d, vf) in enumerate(zip(doms, (VF0, VF1, VF2, VF3), strict=True))]
+            for i, (d, vf) in enumerate(zip(doms, (VF0, VF1, VF2, VF3)))]
     procs = [h.start(f"g{i}", "prepare", "begin", doc) for i, doc in enumerate(docs)]
     results = [(p.wait(60), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
     assert all(rc == 0 for rc, _ in results), results
     sets = sorted((e for e in fs.journal() if e["op"] == "create" and e.get("actor") == "user"),
                   key=lambda e: e["t0"])
     assert len(sets) == 4
-    for a, b in itertools.pairwise(sets):
+    for a, b in zip(sets, sets[1:]):
         assert b["t0"] >= a["t1"], "two vGPU type writes on one GPU overlapped: the PF lock did not hold"
     threads = [threading.Thread(target=h.run, args=(f"g{i}", "release", "end", doc)) for i, doc in enumerate(docs)]
     for t in threads:

@@ -155,7 +155,8 @@ class FakeSysfs:
             real = os.path.realpath(os.path.join(base, uuid))
             mdev_type = os.path.join(real, "mdev_type")
             try:  # a device may vanish between the check and the resolve (a concurrent remove)
-                type_real = os.readlink(mdev_type) and os.path.realpath(mdev_type, strict=True)
+                type_real = os.readlink(mdev_type) and os.path.realpath(mdev_type)
+                os.stat(type_real)  # the link's target must exist (realpath(strict=True) needs Python 3.10)
             except OSError:
                 type_real = ""
             if type_real:

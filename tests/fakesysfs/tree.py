@@ -20,7 +20,7 @@ Writer = Callable[[bytes, dict[str, Any]], None]
 class Node:
     attached: bool = field(default=True, init=False)
     path: str = field(default="/", init=False)  # where it was put; kept after removal (open files, journal)
-    hidden: bool = field(default=False, kw_only=True)  # reachable by name, never listed
+    hidden: bool = field(default=False, init=False)  # reachable by name, never listed
 
 
 @dataclass(eq=False)
