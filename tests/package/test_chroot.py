@@ -14,8 +14,8 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from conftest import Built, require_root_and_apt
 from debchroot import Chroot
+from debpkg import Built, require_root_and_apt
 
 pytestmark = pytest.mark.package
 

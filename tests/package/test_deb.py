@@ -9,7 +9,7 @@ import stat
 import subprocess
 
 import pytest
-from conftest import REPO, Built, rules_variable, source_python, source_value
+from debpkg import REPO, Built, rules_variable, source_python, source_value
 
 pytestmark = pytest.mark.package
 
