@@ -469,8 +469,8 @@ class Bench:
     def managed(self) -> None:
         xml = domain_xml("vm-managed", dom_uuid(10), [(mdev_uuid(10), "synth0")])
         floor = [self.py, "-I", "-c", "import lxml.etree, structlog, filelock"]
-        imports = [self.py, "-I", "-c", "import mdev_hooks.hook, mdev_hooks.config, mdev_hooks.log, "
-                   "mdev_hooks.domain, mdev_hooks.lifecycle, lxml.etree, structlog, filelock"]
+        imports = [self.py, "-I", "-c", "import mdev_hooks.hook, mdev_hooks.config, mdev_hooks.log, mdev_hooks.domain, "
+                   "mdev_hooks.core.prepare, mdev_hooks.core.release, lxml.etree, structlog, filelock"]
         prep: list[Run] = []
         rel: list[Run] = []
 

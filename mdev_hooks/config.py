@@ -1,4 +1,8 @@
-"""The configuration file (TOML) and the environment switches meant for tests and manual runs."""
+"""The configuration: /etc/mdev-hooks/config.toml (or $MDEV_HOOKS_CONFIG) and the dry-run switch of the environment.
+
+Invariant: an unknown key, a wrong type or a relative path is an error naming the file, never a silent default (a
+typo must not send the hook to the real /sys); flat files are read without importing a TOML parser.
+"""
 
 from __future__ import annotations
 
@@ -178,44 +182,3 @@ def load(environ: Mapping[str, str] = os.environ) -> Config:
     if dry is not None:
         values["dry_run"] = dry
     return Config(**values)
-
-
-DEFAULT_FILE_TEXT = '''\
-# mdev-hooks configuration (TOML). Every key is optional; the values shown are the defaults.
-# libvirt runs hooks with a scrubbed environment, so this file is how the hook learns its settings.
-
-# Where the kernel's sysfs is (tests point this at a fake).
-# sysfs_root = "/sys"
-
-# Ownership ledger: which domain each mdev was created for (tmpfs: devices do not survive a reboot either).
-# state_dir = "/run/mdev-hooks"
-
-# One lock file per parent device.
-# lock_dir = "/run/lock/mdev-hooks"
-
-# Structured log, one JSON object per line.
-# log_file = "/var/log/mdev-hooks.log"
-
-# Validate and log "would create/remove" without touching sysfs or the ledger.
-# dry_run = false
-
-# Seconds to wait for a parent's lock before failing the start.
-# lock_timeout = 30.0
-
-# Seconds to let NVIDIA's driver remove a vGPU itself before the hook writes `remove`.
-# nvidia_release_wait = 10.0
-
-# Seconds to retry a `remove` that fails with EAGAIN/EBUSY.
-# remove_timeout = 5.0
-
-# Policy: which parents and types domains may ask for (lists of shell globs; absent = all, [] = none).
-# allowed_parents = ["0000:00:02.0", "0000:3b:*"]
-# allowed_types = ["i915-GVTg_*", "nvidia-2[0-9][0-9]"]
-
-# mdevctl's definitions: a managed mdev hostdev without metadata is created from <mdevctl_dir>/<parent>/<uuid>.
-# mdevctl_dir = "/etc/mdevctl.d"
-
-# Parent names domains use -> this host's (to migrate between hosts whose PCI addresses differ).
-# [parents]
-# "0000:41:00.0" = "0000:81:00.0"
-'''

@@ -1,4 +1,8 @@
-"""Domain XML -> the managed mdevs it asks for. The XML is untrusted: safe parser, bounded size."""
+"""Domain XML -> the managed devices it asks for, from the one safe parser of untrusted XML.
+
+Invariant: no DTD, entity, network access or oversized document is ever processed; every name that reaches a path
+is validated (names.py).
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,29 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
+from mdev_hooks import NS, NS_PREFIX
+from mdev_hooks.enums import Kind
 from mdev_hooks.errors import HookError
 from mdev_hooks.names import canonical_uuid, check_attr, check_name, check_vgpu_type, is_pci_address, pci_address, shown
 
-NS = "urn:mdev-hooks:domain:1"
-MDEV, NVIDIA_VF = "mdev", "nvidia-vf"  # <device kind=...>: absent means mdev
 MAX_XML_BYTES = 16 << 20  # libvirt's own limit for a domain XML is 10 MiB
 SET_HINT = (
-    "virsh metadata DOMAIN --uri urn:mdev-hooks:domain:1 --key mdev --config "
+    f"virsh metadata DOMAIN --uri {NS} --key {NS_PREFIX} --config "
     "--set '<mdevs><device uuid=\"{uuid}\" parent=\"PARENT\" type=\"TYPE\"/></mdevs>'"
 )
 
 
 @dataclass(frozen=True)
-class ManagedMdev:
-    uuid: str
-    parent: str
-    type: str
+class ManagedDevice:
+    """One device a domain asks the hook for. `key` names it on the host and in the ledger: the mdev's UUID, or
+    (kind nvidia-vf) the VF's PCI address, "" until the VF is bound (core/nvidia_vf.py)."""
+
+    key: str
+    parent: str  # the parent the mdev is created on (a PF or VF for nvidia-vf, as the metadata names it)
+    type: str  # the mdev type id, or the numeric vGPU type id
     # attributes written in order into bus/mdev/devices/<uuid>/<name> after create (s390 vfio-ap assign_*)
     attrs: tuple[tuple[str, str], ...] = ()
-    # "mdev", or "nvidia-vf": NVIDIA's vendor-specific vGPU interface (opt-in); then `uuid` is the VF's PCI address
-    # (the key of its ledger claim), `parent` the PF or VF the metadata names, `type` the numeric vGPU type id
-    kind: str = MDEV
+    kind: Kind = Kind.MDEV
     source: str = "metadata"  # where parent/type came from: "metadata" or "mdevctl"
     mapped_from: str = ""  # the parent the domain names, when config [parents] renamed it to `parent` on this host
 
@@ -37,12 +42,13 @@ class ManagedMdev:
 class Domain:
     name: str
     uuid: str
-    mdevs: list[ManagedMdev] = field(default_factory=list)
+    devices: list[ManagedDevice] = field(default_factory=list)
     # metadata entries with no managed hostdev: ignored, logged as a warning
-    unused: list[ManagedMdev] = field(default_factory=list)
-    # kind="nvidia-vf" entries (uuid ""), matched to pci_hostdevs with the host's PF/VF links (lifecycle.bind_vfs)
-    vf_entries: list[ManagedMdev] = field(default_factory=list)
+    unused: list[ManagedDevice] = field(default_factory=list)
+    # kind="nvidia-vf" entries (key ""), matched to pci_hostdevs with the host's PF/VF links (core/nvidia_vf.bind)
+    vf_entries: list[ManagedDevice] = field(default_factory=list)
     pci_hostdevs: list[str] = field(default_factory=list)  # source addresses of <hostdev type='pci' managed='yes'>
+    unmanaged_mdevs: int = 0  # mdev hostdevs without managed='yes': the user's own devices, never touched
 
 
 def _parser() -> etree.XMLParser:
@@ -100,17 +106,17 @@ def _attrs(dev: etree._Element, uuid: str) -> tuple[tuple[str, str], ...]:
     return tuple(check_attr(a.get("name") or "", a.get("value") or "", uuid) for a in found)
 
 
-def _vf_entry(dev: etree._Element) -> ManagedMdev:
+def _vf_entry(dev: etree._Element) -> ManagedDevice:
     """A `<device kind="nvidia-vf" parent="PF or VF" type="ID"/>` entry, validated (its VF is found later)."""
     parent = (dev.get("parent") or "").strip()
-    what = f"metadata <device kind=\"{NVIDIA_VF}\" parent={shown(parent)}>"
+    what = f"metadata <device kind=\"{Kind.NVIDIA_VF.value}\" parent={shown(parent)}>"
     if not is_pci_address(parent):
         raise HookError(f"{what}: parent must be the PCI address of the GPU's physical function or of one of its "
                         "virtual functions, as sysfs names it (e.g. 0000:41:00.0)")
     mtype = check_vgpu_type((dev.get("type") or "").strip(), what)
     if any(isinstance(a.tag, str) and a.tag in ("attr", f"{{{NS}}}attr") for a in dev):
-        raise HookError(f"{what}: <attr> is for mdevs; a {NVIDIA_VF} vGPU has only its type")
-    return ManagedMdev("", parent, mtype, kind=NVIDIA_VF)
+        raise HookError(f"{what}: <attr> is for mdevs; a {Kind.NVIDIA_VF} vGPU has only its type")
+    return ManagedDevice("", parent, mtype, kind=Kind.NVIDIA_VF)
 
 
 def _pci_hostdevs(root: etree._Element) -> list[str]:
@@ -128,15 +134,24 @@ def _pci_hostdevs(root: etree._Element) -> list[str]:
     return found
 
 
+def _count_unmanaged(root: etree._Element) -> int:
+    return sum(1 for h in root.iterfind("devices/hostdev") if h.get("type") == "mdev" and h.get("managed") != "yes")
+
+
+def unmanaged_mdev_hostdevs(data: bytes) -> int:
+    """How many mdev hostdevs without managed='yes' the domain has (what `plan` says of a domain the hook skips)."""
+    return _count_unmanaged(parse_xml(data))
+
+
 def domain_uuid(data: bytes) -> str:
     """Only the domain's own UUID: what release needs when the rest of the XML no longer describes its mdevs
     (metadata or an mdevctl definition removed while the VM ran; the ledger still knows what we created)."""
     return canonical_uuid((parse_xml(data).findtext("uuid") or "").strip(), "domain <uuid>")
 
 
-def parse(data: bytes, fallback: Callable[[str], ManagedMdev | None] | None = None,
+def parse(data: bytes, fallback: Callable[[str], ManagedDevice | None] | None = None,
           fallback_hint: str = "") -> Domain:
-    """The domain's managed mdevs. A managed hostdev without a metadata entry is looked up with `fallback` (mdevctl
+    """The domain's managed devices. A managed hostdev without a metadata entry is looked up with `fallback` (mdevctl
     definitions; `fallback_hint` says where it looked), else it is an error."""
     root = parse_xml(data)
     name = (root.findtext("name") or "").strip()
@@ -146,18 +161,18 @@ def parse(data: bytes, fallback: Callable[[str], ManagedMdev | None] | None = No
     # metadata entries by lower-cased UUID; names are validated only for entries a managed hostdev uses
     # (DESIGN: an entry without a managed hostdev is ignored with a warning, whatever it holds)
     entries: dict[str, list[etree._Element]] = {}
-    vf_entries: list[ManagedMdev] = []
+    vf_entries: list[ManagedDevice] = []
     for dev in _metadata_devices(root):
-        kind = dev.get("kind") or MDEV
-        if kind == NVIDIA_VF:
+        kind = dev.get("kind") or Kind.MDEV.value
+        if kind == Kind.NVIDIA_VF:
             vf_entries.append(_vf_entry(dev))
-        elif kind == MDEV:
+        elif kind == Kind.MDEV:
             entries.setdefault((dev.get("uuid") or "").strip().lower(), []).append(dev)
         else:
-            raise HookError(f"metadata <device kind={shown(kind)}>: unknown kind (use {MDEV}, the default, or "
-                            f"{NVIDIA_VF})")
+            raise HookError(f"metadata <device kind={shown(kind)}>: unknown kind (use {Kind.MDEV.value}, the "
+                            f"default, or {Kind.NVIDIA_VF.value})")
 
-    def entry(uuid: str) -> ManagedMdev | None:
+    def entry(uuid: str) -> ManagedDevice | None:
         found = entries.get(uuid)
         if not found:
             return None
@@ -165,12 +180,13 @@ def parse(data: bytes, fallback: Callable[[str], ManagedMdev | None] | None = No
             raise HookError(f"mdev {uuid}: the metadata has {len(found)} <device> entries for it; keep one")
         parent = check_name(found[0].get("parent") or "", "parent", uuid)
         mtype = check_name(found[0].get("type") or "", "type", uuid)
-        return ManagedMdev(uuid, parent, mtype, attrs=_attrs(found[0], uuid))
+        return ManagedDevice(uuid, parent, mtype, attrs=_attrs(found[0], uuid))
 
     domain = Domain(name=name, uuid=dom_uuid, vf_entries=vf_entries)
     if vf_entries:
         domain.pci_hostdevs = _pci_hostdevs(root)
     seen: set[str] = set()
+    domain.unmanaged_mdevs = _count_unmanaged(root)
     for hostdev in root.iterfind("devices/hostdev"):
         if hostdev.get("type") != "mdev" or hostdev.get("managed") != "yes":
             continue  # unmanaged mdevs are the user's own, pre-created devices
@@ -188,9 +204,9 @@ def parse(data: bytes, fallback: Callable[[str], ManagedMdev | None] | None = No
                 f"mdev {uuid}: the hostdev is managed='yes' but the domain's metadata does not say which parent "
                 f"and type to create; add it with: {SET_HINT.format(uuid=uuid)}{fallback_hint.replace('{uuid}', uuid)}"
             )
-        domain.mdevs.append(wanted)
+        domain.devices.append(wanted)
     domain.unused = [
-        ManagedMdev(shown(u), shown(d.get("parent") or ""), shown(d.get("type") or ""))
+        ManagedDevice(shown(u), shown(d.get("parent") or ""), shown(d.get("type") or ""))
         for u, devs in entries.items() if u not in seen for d in devs
     ]
     return domain

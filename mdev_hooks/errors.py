@@ -1,4 +1,7 @@
-"""The one exception type whose text is shown to the user."""
+"""The one exception type whose text is shown to the user.
+
+Invariant: its text is one line the user can act on; anything else that escapes is a bug, logged with its traceback.
+"""
 
 
 class HookError(Exception):

@@ -1,4 +1,7 @@
-"""Small file-system helpers shared by the ledger, the locks and the installer."""
+"""Small file-system helpers shared by the ledger, the locks and the installer.
+
+Invariant: a directory whose files decide what the hook removes is refused unless only root can have written it.
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,16 @@
-"""The libvirt qemu hook: argv ``DOMAIN OP SUBOP EXTRA``, domain XML on stdin.
+"""The libvirt qemu hook's entry: argv ``DOMAIN OP SUBOP EXTRA`` and the domain XML on stdin, dispatched to
+prepare, release or the incoming check; every failure becomes one line on stderr.
 
-Every operation of every domain runs this, so the module imports nothing beyond ``sys``/``os`` until it knows
-the call concerns a managed mdev; lxml, structlog and filelock are imported only on that path. Nothing is ever
-written to stdout (for migrate/restore, stdout would replace the domain XML).
+Invariant: every operation of every domain runs this, so nothing beyond ``sys``/``os`` (and the package's empty
+``__init__``) is imported until the call concerns a managed device; nothing is ever written to stdout (for
+migrate/restore, stdout would replace the domain XML).
 """
 
 import os
 import sys
+
+from mdev_hooks import NS as _NS
+from mdev_hooks import PREFIX
 
 # `typing` costs more to import than this whole module: only the type checker sees it (mypy treats any
 # TYPE_CHECKING as true)
@@ -14,10 +18,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO
 
-PREFIX = "mdev-hooks: "
 # migrate/restore begin: the destination checks, read-only, that prepare will get every managed mdev
 ACTIVE = {("prepare", "begin"), ("release", "end"), ("migrate", "begin"), ("restore", "begin")}
-NS = b"urn:mdev-hooks:domain:1"
+NS = _NS.encode()
 MAX_READ = (16 << 20) + 1
 UNUSED = ("no <hostdev type='mdev' managed='yes'> with this UUID",
           "no <hostdev type='pci' managed='yes'> whose address is this VF or a VF of this PF")
@@ -94,7 +97,7 @@ def run(name: str, op: str, data: bytes) -> int:
     log = None
     try:
         # inside the try: a broken install (lxml, structlog or filelock missing) is one line, not a traceback
-        from mdev_hooks import config, lifecycle, steps
+        from mdev_hooks import config
 
         cfg = config.load()
         from mdev_hooks import domain as dom
@@ -102,10 +105,12 @@ def run(name: str, op: str, data: bytes) -> int:
 
         log = logsetup.setup(cfg.log_file, domain=name, op=op, pid=os.getpid(), dry_run=cfg.dry_run)
         from mdev_hooks import mdevctl
+        from mdev_hooks.core import plan
+        from mdev_hooks.core.env import Env
 
-        env = steps.Env.from_config(cfg, log)
+        env = Env.from_config(cfg, log)
         try:
-            parsed = lifecycle.resolve(dom.parse(data, *mdevctl.lookup(cfg.mdevctl_dir, log)), env)
+            parsed = plan.resolve(dom.parse(data, *mdevctl.lookup(cfg.mdevctl_dir, log)), env)
         except HookError as e:
             if op != "release":
                 raise
@@ -114,20 +119,24 @@ def run(name: str, op: str, data: bytes) -> int:
             log.warning("release.xml_incomplete", error=str(e))
             parsed = dom.Domain(name=name, uuid=dom.domain_uuid(data))
         log = log.bind(domain_uuid=parsed.uuid)
-        env = steps.Env(env.cfg, env.sysfs, env.ledger, log)
-        log.info("hook.invoked", mdevs=[m.uuid for m in parsed.mdevs])
+        env = env.with_log(log)
+        log.info("hook.invoked", mdevs=[m.key for m in parsed.devices])
         for m in parsed.unused:
-            log.warning("metadata.unused", mdev=m.uuid, parent=m.parent, type=m.type, kind=m.kind,
+            log.warning("metadata.unused", mdev=m.key, parent=m.parent, type=m.type, kind=m.kind.value,
                         reason=UNUSED[m.kind != "mdev"])
-        for m in parsed.mdevs:
+        for m in parsed.devices:
             for path in mdevctl.shadowed(cfg.mdevctl_dir, m):
-                log.info("mdev.mdevctl_ignored", mdev=m.uuid, path=path, reason="the domain's metadata wins")
+                log.info("mdev.mdevctl_ignored", mdev=m.key, path=path, reason="the domain's metadata wins")
         if op == "prepare":
-            lifecycle.prepare(parsed, env)
+            from mdev_hooks.core.prepare import prepare
+
+            prepare(parsed, env)
         elif op in ("migrate", "restore"):
-            lifecycle.check_incoming(parsed, env, op)
+            plan.check_incoming(parsed, env, op)
         else:
-            lifecycle.release(parsed.uuid, env, [m.uuid for m in parsed.mdevs])
+            from mdev_hooks.core.release import release
+
+            release(parsed.uuid, env, [m.key for m in parsed.devices])
     except HookError as e:
         if log is not None:
             log.error("hook.failed", error=str(e), duration_ms=round((time.monotonic() - t0) * 1000, 2))

@@ -1,6 +1,7 @@
-"""The one logging setup: structlog, JSON lines appended to log_file, never to stdout or stderr.
+"""The one logging setup: structlog, JSON lines appended to log_file.
 
-A log file that cannot be opened or written must not break a VM start, so writes that fail are dropped.
+Invariant: never writes to stdout or stderr, and a log file that cannot be opened or written never breaks a VM start
+(writes that fail are dropped).
 """
 
 from __future__ import annotations

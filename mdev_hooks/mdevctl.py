@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
-from mdev_hooks.domain import ManagedMdev
+from mdev_hooks.domain import ManagedDevice
 from mdev_hooks.errors import HookError
 from mdev_hooks.names import check_attr, is_valid_name, shown
 
@@ -65,8 +65,8 @@ def _read(path: str, uuid: str) -> bytes:
     return data
 
 
-def parse_definition(data: bytes, path: str, parent: str, uuid: str) -> ManagedMdev:
-    """A ManagedMdev from the JSON mdevctl writes (``start`` is mdevctl's own business and ignored)."""
+def parse_definition(data: bytes, path: str, parent: str, uuid: str) -> ManagedDevice:
+    """A ManagedDevice from the JSON mdevctl writes (``start`` is mdevctl's own business and ignored)."""
     bad = f"mdev {uuid}: the mdevctl definition {path}"
     try:
         doc = json.loads(data)
@@ -89,10 +89,10 @@ def parse_definition(data: bytes, path: str, parent: str, uuid: str) -> ManagedM
         if not isinstance(value, str):
             raise HookError(f"{bad}: attribute {shown(str(name))} has a value that is not a string")
         attrs.append(check_attr(name, value, uuid))
-    return ManagedMdev(uuid, parent, mtype, attrs=tuple(attrs), source="mdevctl")
+    return ManagedDevice(uuid, parent, mtype, attrs=tuple(attrs), source="mdevctl")
 
 
-def find(mdevctl_dir: str, uuid: str) -> tuple[ManagedMdev, str] | None:
+def find(mdevctl_dir: str, uuid: str) -> tuple[ManagedDevice, str] | None:
     """The device mdevctl defines with this UUID, and the file it came from; None if it defines none."""
     paths = candidates(mdevctl_dir, uuid)
     if not paths:
@@ -105,14 +105,14 @@ def find(mdevctl_dir: str, uuid: str) -> tuple[ManagedMdev, str] | None:
     return parse_definition(_read(path, uuid), path, parent, uuid), path
 
 
-def definition_path(mdevctl_dir: str, m: ManagedMdev) -> str:
-    return os.path.join(mdevctl_dir, m.mapped_from or m.parent, m.uuid)
+def definition_path(mdevctl_dir: str, m: ManagedDevice) -> str:
+    return os.path.join(mdevctl_dir, m.mapped_from or m.parent, m.key)
 
 
-def lookup(mdevctl_dir: str, log: Any = None) -> tuple[Callable[[str], ManagedMdev | None], str]:
+def lookup(mdevctl_dir: str, log: Any = None) -> tuple[Callable[[str], ManagedDevice | None], str]:
     """domain.parse's fallback and its hint: managed mdevs without metadata come from mdevctl definitions."""
 
-    def fallback(uuid: str) -> ManagedMdev | None:
+    def fallback(uuid: str) -> ManagedDevice | None:
         hit = find(mdevctl_dir, uuid)
         if hit is None:
             return None
@@ -125,11 +125,11 @@ def lookup(mdevctl_dir: str, log: Any = None) -> tuple[Callable[[str], ManagedMd
     return fallback, f" (or define it with mdevctl: there is no {mdevctl_dir}/*/{{uuid}})"
 
 
-def shadowed(mdevctl_dir: str, m: ManagedMdev) -> list[str]:
+def shadowed(mdevctl_dir: str, m: ManagedDevice) -> list[str]:
     """mdevctl definitions of a device the domain's metadata describes (the metadata wins; they are ignored)."""
     if m.source != "metadata" or m.kind != "mdev":
         return []
     try:
-        return candidates(mdevctl_dir, m.uuid)
+        return candidates(mdevctl_dir, m.key)
     except HookError:
         return []

@@ -1,4 +1,7 @@
-"""Validation of the names that reach file paths: UUIDs, parents, types (pure, no I/O)."""
+"""Validation of the names that reach file paths or error lines: UUIDs, parents, types, attributes, PCI addresses.
+
+Invariant: pure (no I/O); a name that passes is one path component that cannot walk out of its directory.
+"""
 
 from __future__ import annotations
 

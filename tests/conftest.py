@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fakesysfs.harness import FakeSysfs
-from hookrun import require_fuse
+from support.hookrun import require_fuse
 
 
 @pytest.fixture
@@ -29,3 +29,17 @@ def fakesysfs(tmp_path: Path) -> Iterator[Callable[..., FakeSysfs]]:
 
 
 # ---- end fakesysfs -------------------------------------------------------------------------------------------------
+
+
+# ---- faults: one fault matrix for test_faults_mdev.py and test_faults_nvidia_vf.py (owner: tests/support) ----------
+from support.faultmatrix import MATRIX, Matrix  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def matrix() -> Iterator[Matrix]:
+    """docs/fault-matrix.md is rewritten at the end of a session that measured every row, with no leak."""
+    yield MATRIX
+    MATRIX.write()
+
+
+# ---- end faults ----------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hookrun import require_fuse
+from support.hookrun import require_fuse
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {"noop_ratio", "big_noop_ratio", "managed_ratio", "parallel_ratio", "serial_ratio", "leaks"}
@@ -67,7 +67,7 @@ def test_noop_decision_never_misses_a_managed_mdev(tag: str) -> None:
     with pytest.raises(HookError, match="metadata does not say"):
         parse(xml)  # the parser sees a managed mdev (and no metadata for it)
     assert mentions_mdev(xml)
-    assert parse(_xml(tag, meta=True)).mdevs and mentions_mdev(_xml(tag, meta=True))
+    assert parse(_xml(tag, meta=True)).devices and mentions_mdev(_xml(tag, meta=True))
 
 
 @pytest.mark.parametrize("tag", NOT_MANAGED_TAGS)
@@ -75,7 +75,7 @@ def test_noop_decision_skips_domains_without_managed_mdev(tag: str) -> None:
     from mdev_hooks.domain import parse
     from mdev_hooks.hook import mentions_mdev
 
-    assert parse(_xml(tag)).mdevs == []
+    assert parse(_xml(tag)).devices == []
     assert not mentions_mdev(_xml(tag))
     assert mentions_mdev(_xml(tag, meta=True))  # our metadata: always the full path (release, warnings)
     if "'mdev'" in tag:  # a DTD is refused by the parser (prepare fails) as before, once an mdev is named

@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 from lxml import etree
-from test_cli import CLI, DOM2, PLAIN, World, canonical, one_line, uid
-from test_nvidia_vf import FULL, PF, SLICE, VF0, VF1, VF2, current, pci_hostdev, vf_xml, vgpu_writes
+from support.cliworld import PLAIN, World, canonical
+from support.common import CLI, DOM2, one_line, uid
+from support.vgpu import FULL, PF, SLICE, VF0, VF1, VF2, current, pci_hostdev, vf_xml, vgpu_writes
 
 from mdev_hooks import domain
-from mdev_hooks.domain import NVIDIA_VF, ManagedMdev
+from mdev_hooks.domain import ManagedDevice
+from mdev_hooks.enums import Kind
 
 PLAIN_UUID = "55cfeeeb-a20e-4024-aaec-7f05eef1e1de"
 SLICE_NAME = "NVIDIA H200X-1-18C"
@@ -38,8 +40,8 @@ def defined(w: World, name: str = "plain") -> bytes:
     return (w.virsh_dir / "domains" / f"{name}.xml").read_bytes()
 
 
-def entry(parent: str, type_id: str) -> ManagedMdev:
-    return ManagedMdev("", parent, type_id, kind=NVIDIA_VF)
+def entry(parent: str, type_id: str) -> ManagedDevice:
+    return ManagedDevice("", parent, type_id, kind=Kind.NVIDIA_VF)
 
 
 def start_and_stop(w: World, name: str, xml: bytes, vf: str, type_id: str) -> None:
@@ -62,7 +64,7 @@ def test_add_vf_only_names_the_pf_and_the_hook_sets_then_clears_it(h200: World) 
         f"VF {VF0} can take type {SLICE} now"]
     xml = defined(h200)
     parsed = domain.parse(xml)
-    assert (parsed.vf_entries, parsed.pci_hostdevs, parsed.mdevs) == ([entry(PF, SLICE)], [VF0], [])
+    assert (parsed.vf_entries, parsed.pci_hostdevs, parsed.devices) == ([entry(PF, SLICE)], [VF0], [])
     [hostdev] = etree.fromstring(xml).iterfind("devices/hostdev")
     assert dict(hostdev.attrib) == {"mode": "subsystem", "type": "pci", "managed": "yes"}
     address = hostdev.find("source/address")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hookrun import HookEnv, domain_xml
+from support.hookrun import HookEnv, domain_xml
 
 
 def dom(i: int) -> str:

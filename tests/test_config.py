@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mdev_hooks.config import DEFAULT_FILE_TEXT, Config, load
+from mdev_hooks.admin.install_cmd import default_config_text
+from mdev_hooks.config import Config, load
 from mdev_hooks.errors import HookError
 
 
@@ -23,7 +24,7 @@ def test_defaults_when_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_commented_default_file_is_the_defaults(tmp_path: Path) -> None:
-    cfg = load(write(tmp_path, DEFAULT_FILE_TEXT))
+    cfg = load(write(tmp_path, default_config_text()))
     assert cfg == Config(path=str(tmp_path / "c.toml"))
 
 

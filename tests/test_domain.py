@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mdev_hooks.domain import ManagedMdev, parse
+from mdev_hooks.domain import ManagedDevice, parse
 from mdev_hooks.errors import HookError
 from mdev_hooks.hook import mentions_mdev
 
@@ -38,30 +38,30 @@ def test_real_libvirt_prepare_xml() -> None:
     d = parse((FIX / "gvtg-desktop.prepare.xml").read_bytes())
     assert d.name == "gvtg-desktop"
     assert d.uuid == DOM_UUID
-    assert d.mdevs == [ManagedMdev(U1, "0000:00:02.0", "i915-GVTg_V5_4")]
+    assert d.devices == [ManagedDevice(U1, "0000:00:02.0", "i915-GVTg_V5_4")]
 
 
 def test_real_libvirt_release_xml_same_answer() -> None:
-    assert parse((FIX / "gvtg-desktop.release.xml").read_bytes()).mdevs == [
-        ManagedMdev(U1, "0000:00:02.0", "i915-GVTg_V5_4")
+    assert parse((FIX / "gvtg-desktop.release.xml").read_bytes()).devices == [
+        ManagedDevice(U1, "0000:00:02.0", "i915-GVTg_V5_4")
     ]
 
 
 def test_plain_domain_is_not_ours() -> None:
     data = (FIX / "plain.prepare.xml").read_bytes()
     assert not mentions_mdev(data)
-    assert parse(data).mdevs == []
+    assert parse(data).devices == []
 
 
 @pytest.mark.parametrize("prefixed", [True, False])
 def test_metadata_children_with_or_without_namespace(prefixed: bool) -> None:
     d = parse(xml(meta((U1, "mtty", "mtty-2"), prefixed=prefixed), hostdev(U1)))
-    assert d.mdevs == [ManagedMdev(U1, "mtty", "mtty-2")]
+    assert d.devices == [ManagedDevice(U1, "mtty", "mtty-2")]
 
 
 def test_default_namespace_and_any_prefix() -> None:
     m = f'<mdevs xmlns="urn:mdev-hooks:domain:1"><device uuid="{U1}" parent="mtty" type="mtty-1"/></mdevs>'
-    assert parse(xml(m, hostdev(U1))).mdevs == [ManagedMdev(U1, "mtty", "mtty-1")]
+    assert parse(xml(m, hostdev(U1))).devices == [ManagedDevice(U1, "mtty", "mtty-1")]
     other = f'<zz:mdevs xmlns:zz="urn:other"><zz:device uuid="{U1}" parent="mtty" type="mtty-1"/></zz:mdevs>'
     with pytest.raises(HookError, match="metadata does not say"):
         parse(xml(other, hostdev(U1)))
@@ -69,13 +69,13 @@ def test_default_namespace_and_any_prefix() -> None:
 
 def test_unmanaged_and_pci_hostdevs_are_ignored() -> None:
     d = parse(xml(meta((U1, "mtty", "mtty-2")), hostdev(U1, managed="no") + hostdev(U2, type_="pci")))
-    assert d.mdevs == []
-    assert d.unused == [ManagedMdev(U1, "mtty", "mtty-2")]
+    assert d.devices == []
+    assert d.unused == [ManagedDevice(U1, "mtty", "mtty-2")]
 
 
 def test_uuid_case_is_folded() -> None:
     d = parse(xml(meta((U1.upper(), "mtty", "mtty-2")), hostdev(U1)))
-    assert d.mdevs[0].uuid == U1
+    assert d.devices[0].key == U1
 
 
 def test_managed_without_metadata_says_what_to_add() -> None:
@@ -106,7 +106,7 @@ def test_non_canonical_uuid_refused(uuid: str) -> None:
 
 def test_unused_metadata_entry_is_only_a_warning_whatever_it_holds() -> None:
     d = parse(xml(meta((U2, "../../etc", "x/y"), ("not-a-uuid", "mtty", "mtty-1")), ""))
-    assert d.mdevs == [] and len(d.unused) == 2
+    assert d.devices == [] and len(d.unused) == 2
 
 
 def test_dtd_and_entities_refused() -> None:
@@ -153,8 +153,8 @@ def test_vf_entries_and_managed_pci_hostdevs_are_collected() -> None:
     d = parse(xml(vf_meta(("0000:41:00.0", "1414"), ("0000:41:00.5", "1428")),
                   pci(("0x0000", "0x41", "0x00", "0x4")) + pci(("0x0000", "0x41", "0x00", "0x5"))
                   + pci(("0x0000", "0x41", "0x00", "0x6"), managed="no") + hostdev(U1, managed="no")))
-    assert d.mdevs == [] and d.unused == []
-    assert [(e.kind, e.parent, e.type, e.uuid) for e in d.vf_entries] == [
+    assert d.devices == [] and d.unused == []
+    assert [(e.kind, e.parent, e.type, e.key) for e in d.vf_entries] == [
         ("nvidia-vf", "0000:41:00.0", "1414", ""), ("nvidia-vf", "0000:41:00.5", "1428", "")]
     assert d.pci_hostdevs == ["0000:41:00.4", "0000:41:00.5"]  # the unmanaged one is the user's own
 

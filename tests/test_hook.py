@@ -10,22 +10,18 @@ import fcntl
 import os
 import signal
 import time
-import uuid as uuidlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hookrun import HookEnv, domain_xml
+from support.common import uid
+from support.hookrun import HookEnv, domain_xml
 
 GVT = "0000:00:02.0"
 T4 = "0000:3b:00.0"
 DOM1 = "5909df77-0544-4c25-b292-6027c2468ce1"
 DOM2 = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-
-
-def uid() -> str:
-    return str(uuidlib.uuid4())
 
 
 def hook_creates(fs: Any) -> list[dict[str, Any]]:

@@ -25,11 +25,11 @@ from xml.sax.saxutils import escape
 
 import pytest
 from fakesysfs.harness import FakeSysfs
-from faultmatrix import ALLOWED_WRITE, Result, hook_writes, inproc, subproc
-from hookrun import HookEnv, require_fuse
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from support.faultmatrix import ALLOWED_WRITE, Result, hook_writes, inproc, subproc
+from support.hookrun import HookEnv, require_fuse
 
 from mdev_hooks.hook import mentions_mdev
 

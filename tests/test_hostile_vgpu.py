@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 from fakesysfs.harness import FakeSysfs
-from faultmatrix import ALLOWED_WRITE, Result, hook_writes, inproc
-from hookrun import HookEnv, require_fuse
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
-from test_nvidia_vf import PF, SLICE, VF0, VF1, VF2, VF3, current, vf_xml
+from support.faultmatrix import ALLOWED_WRITE, Result, hook_writes, inproc
+from support.hookrun import HookEnv, require_fuse
+from support.vgpu import PF, SLICE, VF0, VF1, VF2, VF3, current, vf_xml
 
 NS = "urn:mdev-hooks:domain:1"
 DOM_A = "5909df77-0544-4c25-b292-6027c2468ce1"

@@ -11,7 +11,6 @@ NVIDIA documents none.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,47 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hookrun import HookEnv
-from test_advanced_devices import cli, one_line
-
-PF = "0000:41:00.0"
-VF0, VF1, VF2, VF3 = "0000:41:00.4", "0000:41:00.5", "0000:41:00.6", "0000:41:00.7"
-FULL, SLICE = "1428", "1414"  # NVIDIA H200X-141C (one per GPU), NVIDIA H200X-1-18C (7 per GPU)
-DOM1 = "5909df77-0544-4c25-b292-6027c2468ce1"
-DOM2 = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+from support.common import DOM1, DOM2, one_line
+from support.common import cli as _cli
+from support.hookrun import HookEnv
+from support.vgpu import FULL, PF, SLICE, VF0, VF1, VF2, VF3, creatable, current, vf_xml, vgpu_writes
 
 
-def pci_hostdev(addr: str, managed: str = "yes") -> str:
-    dom, bus, rest = addr.split(":")
-    slot, fn = rest.split(".")
-    return (f"<hostdev mode='subsystem' type='pci' managed='{managed}'><source>"
-            f"<address domain='0x{dom}' bus='0x{bus}' slot='0x{slot}' function='0x{fn}'/></source></hostdev>")
-
-
-def vf_xml(name: str, dom: str, entries: list[tuple[str, str]], hostdevs: list[str], prefixed: bool = True,
-           managed: str = "yes", extra_meta: str = "") -> bytes:
-    """A domain with managed PCI hostdevs (VF addresses) and kind="nvidia-vf" entries (parent, type)."""
-    p = "mh:" if prefixed else ""
-    meta = "".join(f'<{p}device kind="nvidia-vf" parent="{par}" type="{t}"/>' for par, t in entries)
-    devs = "".join(pci_hostdev(a, managed) for a in hostdevs)
-    return f"""<domain type='kvm'><name>{name}</name><uuid>{dom}</uuid>
-  <metadata><mh:mdevs xmlns:mh="urn:mdev-hooks:domain:1">{meta}{extra_meta}</mh:mdevs></metadata>
-  <devices>{devs}</devices></domain>""".encode()
-
-
-def vgpu_writes(fs: Any) -> list[tuple[str, str, str]]:
-    """(VF, data written, result) of every write the hook made to a current_vgpu_type file (not the test's own)."""
-    return [(e["parent"], e["data"], e["result"]) for e in fs.journal()
-            if e.get("actor") == "user" and e["pid"] != os.getpid() and e["path"].endswith("nvidia/current_vgpu_type")]
-
-
-def current(fs: Any, vf: str) -> str:
-    return str(fs.read(f"bus/pci/devices/{vf}/nvidia/current_vgpu_type")).strip()
-
-
-def creatable(fs: Any, vf: str) -> list[str]:
-    lines = str(fs.read(f"bus/pci/devices/{vf}/nvidia/creatable_vgpu_types")).splitlines()
-    return [line.split(":")[0].strip() for line in lines[1:]]
+def cli(h: HookEnv, *args: str) -> Any:
+    """The command with a virsh that cannot answer (running domains unknown)."""
+    return _cli(h, *args, virsh=False)
 
 
 @pytest.fixture
@@ -80,8 +47,8 @@ def test_type_written_before_start_and_zero_after_stop(h200: tuple[Any, HookEnv]
     assert current(fs, VF0) == FULL
     assert creatable(fs, VF1) == []  # 141C takes the whole GPU: the other VFs can take nothing now
     claim = json.loads((h.state_dir / f"{VF0}.json").read_text())
-    assert {k: claim[k] for k in ("mdev", "kind", "parent", "pf", "type", "state", "domain_uuid")} == {
-        "mdev": VF0, "kind": "nvidia-vf", "parent": VF0, "pf": PF, "type": FULL, "state": "created",
+    assert {k: claim[k] for k in ("key", "kind", "parent", "pf", "type", "state", "domain_uuid")} == {
+        "key": VF0, "kind": "nvidia-vf", "parent": VF0, "pf": PF, "type": FULL, "state": "created",
         "domain_uuid": DOM1}
     st = cli(h, "status")
     assert st.returncode == 0, st.stderr

@@ -183,13 +183,13 @@ def install_hook(layout: str) -> Path:
     """Install the hook as an admin would: `mdev-hooks install [--qemu-d]` with this interpreter (first line
     `#!<sys.executable> -I`). Falls back to copying hooks/qemu the same way if the command is missing."""
     dest = hook_path(layout)
-    argv = [sys.executable, "-m", "mdev_hooks.cli", "install", "--hooks-dir", str(HOOKS_DIR),
+    argv = [sys.executable, "-m", "mdev_hooks.admin.cli", "install", "--hooks-dir", str(HOOKS_DIR),
             "--config-dir", str(CONFIG_DIR)] + (["--qemu-d"] if layout == "qemu.d" else [])
     r = run(argv, timeout=120)
     if r.rc == 0:
         assert dest.is_file() and os.access(dest, os.X_OK), f"{r}\n{dest} not installed"
         return dest
-    assert "No module named mdev_hooks.cli" in r.stderr or "invalid choice: 'install'" in r.stderr, str(r)
+    assert "No module named mdev_hooks.admin.cli" in r.stderr or "invalid choice: 'install'" in r.stderr, str(r)
     dest.parent.mkdir(parents=True, exist_ok=True)
     body = LAUNCHER.read_text().split("\n", 1)[1]
     tmp = HOOKS_DIR / f".{dest.name}.tmp"  # never a half-written file inside qemu.d/

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import lvlab
 import pytest
 from lvlab import Lab, new_uuid
-from test_nvidia_vf import FULL, PF, SLICE, VF0, VF1, creatable, current, pci_hostdev
+from support.vgpu import FULL, PF, SLICE, VF0, VF1, creatable, current, pci_hostdev
 
 PROFILE = "nvidia-h200x-vendor-vfio"
 FAILED_START = ["prepare begin", "stopped end", "release end"]

@@ -1,7 +1,8 @@
-"""The CLI's only way to libvirt: the `virsh` program (never used by the hook, which runs under libvirt's locks).
+"""The command's only way to libvirt: the `virsh` program (never used by the hook, which runs under libvirt's lock).
 
-The program is `virsh` unless env MDEV_HOOKS_VIRSH names another command (tests use a fake that records its
-calls); the connection is `--connect URI`, default qemu:///system. Every call is bounded by a timeout.
+Invariant: every call is bounded by a timeout and fails as one line with virsh's own last error. The program is
+`virsh` unless $MDEV_HOOKS_VIRSH names another (tests use a fake); the connection is --connect, default
+qemu:///system.
 """
 
 from __future__ import annotations

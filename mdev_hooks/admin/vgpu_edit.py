@@ -1,7 +1,9 @@
-"""`mdev-hooks add VM --vf VF --type ID` and `drop VM --vf VF`: an NVIDIA vGPU 17+ (vendor-specific interface,
-kind="nvidia-vf") in a domain's XML: a managed PCI hostdev on the VF plus its metadata entry. The admin names the
-VF (never picked here: the hostdev's address is what qemu gets); the entry names the PF when the hook's own
-binding of entries to VFs would give it this VF. vgpu.py is the hook's side."""
+"""`mdev-hooks add VM --vf VF --type ID` and `drop VM --vf VF`: an NVIDIA vGPU 17+ (kind="nvidia-vf") in a
+domain's XML: a managed PCI hostdev on the VF plus its metadata entry. core/nvidia_vf.py is the hook's side.
+
+Invariant: the admin names the VF (never picked here: the hostdev's address is what qemu gets); the entry names the
+PF only when the hook's own binding of entries to VFs would give it this VF.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ from typing import Any
 
 from lxml import etree
 
-from mdev_hooks import lifecycle
-from mdev_hooks.domain import NVIDIA_VF, ManagedMdev
+from mdev_hooks.core import plan
+from mdev_hooks.core.env import Env
+from mdev_hooks.core.kinds import owned_elsewhere
+from mdev_hooks.domain import ManagedDevice
+from mdev_hooks.enums import ClaimState, Kind
 from mdev_hooks.errors import HookError
+from mdev_hooks.kernel import Sysfs
 from mdev_hooks.names import canonical_uuid, check_vgpu_type
-from mdev_hooks.steps import Env
-from mdev_hooks.sysfs import Sysfs
 
 
 def _vgpu_pf(sysfs: Sysfs, vf: str) -> str:
@@ -52,12 +56,12 @@ def _vgpu_parents(given: str | None, vf: str, pf: str) -> list[str]:
     return [parent]
 
 
-def _vgpu_bound(xml: bytes, env: Env, vf: str) -> ManagedMdev | None:
+def _vgpu_bound(xml: bytes, env: Env, vf: str) -> ManagedDevice | None:
     """The vGPU the hook would set on `vf` for this domain XML (its own parse and binding of entries to VFs)."""
     from mdev_hooks import domain, mdevctl
 
-    parsed = lifecycle.resolve(domain.parse(xml, *mdevctl.lookup(env.cfg.mdevctl_dir)), env)
-    return next((m for m in parsed.mdevs if m.kind == NVIDIA_VF and m.uuid == vf), None)
+    parsed = plan.resolve(domain.parse(xml, *mdevctl.lookup(env.cfg.mdevctl_dir)), env)
+    return next((m for m in parsed.devices if m.kind == Kind.NVIDIA_VF and m.key == vf), None)
 
 
 def _vgpu_binding_problem(xml: bytes, env: Env, vf: str, parent: str, type_id: str) -> str | None:
@@ -74,11 +78,11 @@ def _vgpu_edit(root: etree._Element, env: Env, vf: str, type_id: str,
                parents: list[str]) -> tuple[etree._Element, str, list[str]]:
     """A copy of the domain with the VF's hostdev and an entry naming the first of `parents` that the admin's policy
     allows and that the hook would bind to this VF; also why the parents before it were passed over."""
-    from mdev_hooks import domedit
+    from mdev_hooks.admin import domedit
 
     problems: list[str] = []
     for parent in parents:
-        problem = lifecycle.policy_problem(env.cfg, ManagedMdev(vf, parent, type_id, kind=NVIDIA_VF))
+        problem = plan.policy_problem(env.cfg, ManagedDevice(vf, parent, type_id, kind=Kind.NVIDIA_VF))
         if problem is None:
             edited = copy.deepcopy(root)
             domedit.add_vgpu(edited, vf, parent, type_id)
@@ -129,7 +133,7 @@ def _vgpu_now(sysfs: Sysfs, vf: str, type_id: str, current: str, mine: bool) -> 
 
 def add(args: argparse.Namespace, virsh: Any, env: Env, running: Callable[[], Any]) -> None:
     """`mdev-hooks add VM --vf VF --type ID [--parent PF|VF]`."""
-    from mdev_hooks import domedit
+    from mdev_hooks.admin import domedit
 
     type_id = check_vgpu_type(args.type, "--type")
     sysfs, vf = env.sysfs, args.vf
@@ -141,8 +145,7 @@ def add(args: argparse.Namespace, virsh: Any, env: Env, running: Callable[[], An
 
     claim = env.ledger.get(vf)
     if claim is not None and claim.domain_uuid != dom_uuid:
-        raise HookError(f"VF {vf}: the ledger gives it to domain {claim.domain_name or '?'} ({claim.domain_uuid}); "
-                        "choose another VF")
+        raise HookError(owned_elsewhere(Kind.NVIDIA_VF, vf, claim) + "; choose another VF")
     mine = claim is not None
     current = _vgpu_current(sysfs, vf, type_id, mine)
     edited, parent, passed_over = _vgpu_edit(root, env, vf, type_id, parents)
@@ -151,7 +154,7 @@ def add(args: argparse.Namespace, virsh: Any, env: Env, running: Callable[[], An
     # hook's binding must still give this VF that entry
     if _vgpu_binding_problem(virsh.dumpxml_inactive(dom_uuid), env, vf, parent, type_id):
         raise HookError(f"defined domain {name}, but libvirt's XML does not show the managed PCI hostdev of VF {vf} "
-                        f"with its {NVIDIA_VF} metadata entry; check `virsh dumpxml --inactive`")
+                        f"with its {Kind.NVIDIA_VF} metadata entry; check `virsh dumpxml --inactive`")
     type_name = _vgpu_type_name(sysfs, [vf, *sysfs.vfs(pf)] if pf else [vf], type_id)
     of_pf = f" of PF {pf}" if pf else ""
     print(f"added NVIDIA vGPU type {type_id}{f' ({type_name})' if type_name else ''} on VF {vf}{of_pf} "
@@ -165,8 +168,8 @@ def add(args: argparse.Namespace, virsh: Any, env: Env, running: Callable[[], An
 
 def drop(args: argparse.Namespace, virsh: Any, env: Env, root: etree._Element, name: str, dom_uuid: str) -> None:
     """`mdev-hooks drop VM --vf VF`."""
-    from mdev_hooks import domain, domedit, mdevctl
-    from mdev_hooks.ledger import ADOPTED
+    from mdev_hooks import domain, mdevctl
+    from mdev_hooks.admin import domedit
 
     vf = args.vf
     try:  # which entry naming a PF is this VF's: the hook's own binding says
@@ -183,12 +186,12 @@ def drop(args: argparse.Namespace, virsh: Any, env: Env, root: etree._Element, n
     domain.parse(back, *mdevctl.lookup(env.cfg.mdevctl_dir))  # what the hook will read must still parse
     if domedit.has_vgpu(domedit.parse(back), vf):
         raise HookError(f"defined domain {name}, but libvirt's XML still has the managed PCI hostdev or the "
-                        f"{NVIDIA_VF} entry of VF {vf}")
+                        f"{Kind.NVIDIA_VF} entry of VF {vf}")
     for line in removed:
         print(f"removed {line} from domain {name}")
     claim = env.ledger.get(vf)
     if claim is not None and claim.domain_uuid == dom_uuid:
-        if claim.state == ADOPTED:
+        if claim.state == ClaimState.ADOPTED:
             print(f"the ledger says domain {name} uses vGPU type {claim.type} on VF {vf} as it found it: the hook "
                   "leaves it set when the domain stops")
         else:

@@ -1,9 +1,8 @@
-"""Who created which mdev for which domain: one claim file per mdev UUID under state_dir.
+"""Who created which device for which domain: one claim file per device key (mdev UUID, or VF address) in state_dir.
 
-A claim is taken with link(2) of a fully written temp file, so it is atomic AND exclusive: two domains naming
-the same UUID can never both own it, whatever parents they use. The claim is written before `create` (state
-"intent") and updated after (state "created"), so a hook killed at any point leaves enough for `release`.
-Claims are found by domain UUID (names can change) by reading the directory; a host has few mdevs.
+Invariant: a claim is taken with link(2) of a fully written temp file, so it is atomic AND exclusive (two domains
+can never own one key, whatever parents they use), and it is written before the device (state intent) and updated
+after (created), so a hook killed at any point leaves enough for `release`. Claims are found by domain UUID.
 """
 
 from __future__ import annotations
@@ -12,31 +11,31 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
+from mdev_hooks.enums import ClaimState, Kind
 from mdev_hooks.errors import HookError
 from mdev_hooks.fsutil import check_private_dir, ensure_private_dir, fsync_dir
 
-INTENT, CREATED, ADOPTED = "intent", "created", "adopted"
 _SUFFIX = ".json"
 
 
 @dataclass(frozen=True)
 class Claim:
-    mdev: str
+    key: str  # the device: an mdev UUID, or (kind nvidia-vf) the VF's PCI address; the file's name
     domain_uuid: str
     domain_name: str
     parent: str
     type: str
-    state: str
+    state: ClaimState
     pid: int = 0
     time: float = 0.0
     attrs: tuple[str, ...] = ()  # "name=value" written in this order after create (empty: none)
     pf: str = ""  # the SR-IOV physical function the domain named, when the hook chose `parent` (a VF) on it
-    # "mdev", or "nvidia-vf": then `mdev` (the file's key) and `parent` are the VF, `type` the vGPU type id set on
-    # it, `pf` the VF's PF (whose lock guards it)
-    kind: str = "mdev"
+    # nvidia-vf: `key` and `parent` are the VF, `type` the vGPU type id set on it, `pf` the VF's PF (its lock)
+    kind: Kind = Kind.MDEV
 
-    def with_state(self, state: str) -> Claim:
+    def with_state(self, state: ClaimState) -> Claim:
         return replace(self, state=state, time=time.time())
 
 
@@ -60,14 +59,15 @@ class Ledger:
         """Refuse a planted or foreign-writable state_dir: its claims decide what `release` removes."""
         check_private_dir(self.dir, "state_dir")
 
-    def _failed(self, what: str, mdev: str, e: OSError) -> LedgerError:
-        return LedgerError(f"cannot {what} mdev {mdev} in the ledger (state_dir {self.dir}): {e.strerror}")
+    def _failed(self, what: str, key: str, e: OSError) -> LedgerError:
+        noun = "mdev" if ":" not in key else "VF"
+        return LedgerError(f"cannot {what} {noun} {key} in the ledger (state_dir {self.dir}): {e.strerror}")
 
-    def _path(self, mdev: str) -> str:
-        return os.path.join(self.dir, mdev + _SUFFIX)
+    def _path(self, key: str) -> str:
+        return os.path.join(self.dir, key + _SUFFIX)
 
     def _write_temp(self, claim: Claim) -> str:
-        tmp = os.path.join(self.dir, f".{claim.mdev}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        tmp = os.path.join(self.dir, f".{claim.key}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, json.dumps(asdict(claim), sort_keys=True).encode() + b"\n")
@@ -79,8 +79,8 @@ class Ledger:
         os.close(fd)
         return tmp
 
-    def get(self, mdev: str) -> Claim | None:
-        path = self._path(mdev)
+    def get(self, key: str) -> Claim | None:
+        path = self._path(key)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -92,16 +92,14 @@ class Ledger:
         finally:
             os.close(fd)
         try:
-            data = json.loads(raw)
-            claim = Claim(**data)
-            claim = replace(claim, attrs=tuple(claim.attrs))  # JSON has lists
-        except (ValueError, TypeError) as e:
+            claim = _from_json(json.loads(raw))
+        except (ValueError, TypeError, AttributeError) as e:
             raise CorruptClaim(
                 f"ledger entry {path} is corrupt ({e.__class__.__name__}); "
                 "check the device with `mdev-hooks status`, then delete the file"
             ) from None
-        if claim.mdev != mdev:
-            raise CorruptClaim(f"ledger entry {path} names another mdev ({claim.mdev}); delete the file")
+        if claim.key != key:
+            raise CorruptClaim(f"ledger entry {path} names another device ({claim.key}); delete the file")
         return claim
 
     def claim(self, claim: Claim) -> Claim | None:
@@ -109,35 +107,35 @@ class Ledger:
         try:
             tmp = self._write_temp(claim)
             try:
-                os.link(tmp, self._path(claim.mdev))
+                os.link(tmp, self._path(claim.key))
             except FileExistsError:
-                return self.get(claim.mdev) or claim  # vanished meanwhile: report it as taken, caller retries never
+                return self.get(claim.key) or claim  # vanished meanwhile: report it as taken, caller retries never
             finally:
                 os.unlink(tmp)
             fsync_dir(self.dir)
         except OSError as e:
-            raise self._failed("record", claim.mdev, e) from None
+            raise self._failed("record", claim.key, e) from None
         return None
 
     def update(self, claim: Claim) -> None:
         try:
             tmp = self._write_temp(claim)
-            os.rename(tmp, self._path(claim.mdev))
+            os.rename(tmp, self._path(claim.key))
             fsync_dir(self.dir)
         except OSError as e:
-            raise self._failed("update", claim.mdev, e) from None
+            raise self._failed("update", claim.key, e) from None
 
-    def drop(self, mdev: str) -> None:
+    def drop(self, key: str) -> None:
         try:
-            os.unlink(self._path(mdev))
+            os.unlink(self._path(key))
         except FileNotFoundError:
             return
         except OSError as e:
-            raise self._failed("drop", mdev, e) from None
+            raise self._failed("drop", key, e) from None
         try:
             fsync_dir(self.dir)
         except OSError as e:
-            raise self._failed("drop", mdev, e) from None
+            raise self._failed("drop", key, e) from None
 
     def all(self) -> tuple[list[Claim], list[str]]:
         """Every readable claim, and the problems with unreadable ones."""
@@ -161,3 +159,11 @@ class Ledger:
     def for_domain(self, domain_uuid: str) -> tuple[list[Claim], list[str]]:
         claims, problems = self.all()
         return [c for c in claims if c.domain_uuid == domain_uuid], problems
+
+
+def _from_json(data: dict[str, Any]) -> Claim:
+    """A claim from its file; `mdev` is the key's spelling before 0.2 (claims outlive an upgrade while VMs run)."""
+    if "key" not in data and "mdev" in data:
+        data = {("key" if k == "mdev" else k): v for k, v in data.items()}
+    claim = Claim(**data)
+    return replace(claim, attrs=tuple(claim.attrs), state=ClaimState(claim.state), kind=Kind(claim.kind))

@@ -1,25 +1,32 @@
-"""`mdev-hooks gc`: clean up after domains that are no longer running, using the hook's own release logic.
+"""`mdev-hooks gc`: clean up after domains that are no longer running, with the hook's own release.
 
-Only ledger entries are ever acted on, so a device mdev-hooks did not create (external) is never touched.
-For a domain that is not running, `lifecycle.release` does exactly what the hook's `release end` would have
-done (same per-parent locks, same checks, same NVIDIA wait). For a running domain only entries whose device
-is gone (or replaced) are dropped, under the parent's lock, where no prepare can be half-way.
+Invariant: only ledger entries are acted on, so a device mdev-hooks did not create (external) is never touched; for
+a domain that is not running, core.release does exactly what the hook's `release end` would have done (same locks,
+checks and NVIDIA wait); for a running one only entries whose device is gone are dropped, under the parent's lock.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
-from mdev_hooks import ledger as L
-from mdev_hooks import lifecycle, sriov, steps
-from mdev_hooks.domain import NVIDIA_VF
+from mdev_hooks import PREFIX
+from mdev_hooks.admin import common
+from mdev_hooks.core.env import Env
+from mdev_hooks.core.kinds import kind_of
+from mdev_hooks.core.ledger import Claim
+from mdev_hooks.core.locks import parent_locks
+from mdev_hooks.core.release import release
+from mdev_hooks.core.sriov import lock_name
+from mdev_hooks.enums import ClaimState, Kind
 from mdev_hooks.errors import HookError
-from mdev_hooks.locks import parent_locks
-from mdev_hooks.sysfs import Sysfs
+from mdev_hooks.kernel import Sysfs
 
 TMP_MAX_AGE = 300.0  # a ledger temp file lives for microseconds; older ones, or a dead writer's, are stale
 
@@ -31,16 +38,16 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def _what(c: L.Claim) -> str:
-    if c.kind == NVIDIA_VF:
-        return f"vGPU type {c.type} on VF {c.mdev} of domain {c.domain_name or '?'} ({c.domain_uuid})"
-    return f"mdev {c.mdev} (type {c.type} on {c.parent}) of domain {c.domain_name or '?'} ({c.domain_uuid})"
+def _what(c: Claim) -> str:
+    if c.kind == Kind.NVIDIA_VF:
+        return f"vGPU type {c.type} on VF {c.key} of domain {c.domain_name or '?'} ({c.domain_uuid})"
+    return f"mdev {c.key} (type {c.type} on {c.parent}) of domain {c.domain_name or '?'} ({c.domain_uuid})"
 
 
-def holders(sysfs: Sysfs, uuid: str, kind: str = "mdev") -> list[int]:
+def holders(sysfs: Sysfs, uuid: str, kind: Kind = Kind.MDEV) -> list[int]:
     """PIDs that have the mdev's (or nvidia-vf: the VF's) VFIO group or iommufd cdev open. Writing `remove`
     (or clearing the vGPU type) then would block or break the VM."""
-    dev = os.path.join(sysfs.root, "bus", "pci" if kind == NVIDIA_VF else "mdev", "devices", uuid)
+    dev = os.path.join(sysfs.root, "bus", kind_of(kind).bus, "devices", uuid)
     targets: set[str] = set()
     with contextlib.suppress(OSError):
         targets.add("/dev/vfio/" + os.path.basename(os.readlink(os.path.join(dev, "iommu_group"))))
@@ -64,14 +71,14 @@ def holders(sysfs: Sysfs, uuid: str, kind: str = "mdev") -> list[int]:
     return found
 
 
-def _plan_claim(c: L.Claim, sysfs: Sysfs) -> tuple[str, str]:
+def _plan_claim(c: Claim, sysfs: Sysfs) -> tuple[str, str]:
     """(verb, why) for a claim of a domain that is not running."""
-    dev = steps.current_device(sysfs, c.kind, c.mdev)
+    dev = kind_of(c.kind).current(sysfs, c.key)
     if dev is None:
         return "forget", "device gone"
     if (dev.parent, dev.type) != (c.parent, c.type):
         return "forget", f"device is now type {dev.type or '?'} on {dev.parent}: not ours, left in place"
-    if c.state == L.ADOPTED:
+    if c.state == ClaimState.ADOPTED:
         return "forget", "adopted at prepare (not created by mdev-hooks): left in place"
     return "remove", "domain not running"
 
@@ -97,7 +104,7 @@ def _stale_tmp(state_dir: str, now: float) -> list[str]:
     return stale
 
 
-def gc(env: steps.Env, running: set[str], dry_run: bool, asked_at: float) -> Outcome:
+def gc(env: Env, running: set[str], dry_run: bool, asked_at: float) -> Outcome:
     """Clean up. `running`: the active domains' UUIDs, as `virsh list` answered when asked at `asked_at`
     (time.time()). A domain whose claims were written after that is skipped: it is starting. (`virsh list` waits
     for a domain that is half-way through its start, so it is listed once its prepare is done.) What is left is a
@@ -107,7 +114,7 @@ def gc(env: steps.Env, running: set[str], dry_run: bool, asked_at: float) -> Out
     verb_past = {"remove": "removed", "forget": "forgot"}
     claims, problems = env.ledger.all()
     out.warnings += [f"ledger problem (left alone): {p}" for p in problems]
-    by_domain: dict[str, list[L.Claim]] = defaultdict(list)
+    by_domain: dict[str, list[Claim]] = defaultdict(list)
     for c in claims:
         by_domain[c.domain_uuid].append(c)
 
@@ -121,7 +128,7 @@ def gc(env: steps.Env, running: set[str], dry_run: bool, asked_at: float) -> Out
                                 "(is it starting?); skipped: run gc again")
             continue
         planned = [(c, *_plan_claim(c, env.sysfs)) for c in dclaims]
-        busy = [(c, pids) for c, verb, _ in planned if verb == "remove" for pids in [holders(env.sysfs, c.mdev, c.kind)]
+        busy = [(c, pids) for c, verb, _ in planned if verb == "remove" for pids in [holders(env.sysfs, c.key, c.kind)]
                 if pids]
         if busy:
             c, pids = busy[0]
@@ -132,11 +139,11 @@ def gc(env: steps.Env, running: set[str], dry_run: bool, asked_at: float) -> Out
             out.lines += [f"would {verb} {_what(c)}: {why}" for c, verb, why in planned]
             continue
         try:
-            lifecycle.release(dom_uuid, env)
+            release(dom_uuid, env)
         except HookError as e:
             out.failures.append(str(e))
-        left = {c.mdev for c in env.ledger.for_domain(dom_uuid)[0]}
-        out.lines += [f"{verb_past[verb]} {_what(c)}: {why}" for c, verb, why in planned if c.mdev not in left]
+        left = {c.key for c in env.ledger.for_domain(dom_uuid)[0]}
+        out.lines += [f"{verb_past[verb]} {_what(c)}: {why}" for c, verb, why in planned if c.key not in left]
 
     for path in _stale_tmp(env.cfg.state_dir, time.time()):
         if dry_run:
@@ -152,10 +159,10 @@ def gc(env: steps.Env, running: set[str], dry_run: bool, asked_at: float) -> Out
     return out
 
 
-def _gone_of_running(env: steps.Env, claims: list[L.Claim], dry_run: bool, out: Outcome) -> None:
+def _gone_of_running(env: Env, claims: list[Claim], dry_run: bool, out: Outcome) -> None:
     """Drop entries of a running domain whose device is gone or replaced; never touch a device."""
-    def stale(c: L.Claim) -> str | None:
-        dev = steps.current_device(env.sysfs, c.kind, c.mdev)
+    def stale(c: Claim) -> str | None:
+        dev = kind_of(c.kind).current(env.sysfs, c.key)
         if dev is None:
             return "device gone"
         if (dev.parent, dev.type) != (c.parent, c.type):
@@ -169,11 +176,50 @@ def _gone_of_running(env: steps.Env, claims: list[L.Claim], dry_run: bool, out: 
         out.lines += [f"would forget {_what(c)}: {stale(c)} (domain running)" for c in suspects]
         return
     # under the parent's lock no prepare is half-way, so an entry without its device is really stale
-    locks = (c.pf or sriov.lock_name(env, c.parent) for c in suspects)
+    locks = (c.pf or lock_name(env, c.parent) for c in suspects)
     with parent_locks(env.cfg.lock_dir, locks, env.cfg.lock_timeout, env.log):
         for c in suspects:
             why = stale(c)
-            if why and env.ledger.get(c.mdev) == c:
-                env.ledger.drop(c.mdev)
-                env.log.info("gc.forgot", mdev=c.mdev, domain_uuid=c.domain_uuid, reason=why)
+            if why and env.ledger.get(c.key) == c:
+                env.ledger.drop(c.key)
+                env.log.info("gc.forgot", mdev=c.key, domain_uuid=c.domain_uuid, reason=why)
                 out.lines.append(f"forgot {_what(c)}: {why} (domain running)")
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from mdev_hooks import log as logsetup
+    from mdev_hooks.admin.virsh import VirshError
+
+    cfg = common.load_config(args)
+    dry = args.dry_run or cfg.dry_run
+    asked_at = time.time()
+    try:
+        running = common.virsh(args).running_uuids()
+    except VirshError as e:
+        raise HookError(f"gc: cannot tell which domains are running, so nothing was removed: {e}") from None
+    log = common.NullLog() if dry else logsetup.setup(cfg.log_file, op="gc", pid=os.getpid())
+    out = gc(Env.from_config(cfg, log), running, dry, asked_at)
+    for line in out.lines:
+        print(line)
+    for line in out.warnings:
+        print(f"warning: {line}")
+    if not out.lines and not out.failures:
+        print("nothing to clean up")
+    elif dry:
+        print("dry run: nothing was changed" + (" (dry_run is on in the config)" if cfg.dry_run else ""))
+    for line in out.failures[1:]:
+        sys.stderr.write(f"{PREFIX}{line}\n")
+    if out.failures:
+        common.err(out.failures[0])
+        return common.FAILED
+    return common.OK
+
+
+def register(command: Any) -> None:
+    p = command("gc", cmd_gc, "remove mdevs left behind by domains that are not running",
+                "  mdev-hooks gc --dry-run\n  mdev-hooks gc",
+                "Remove the mdevs the ledger says mdev-hooks created for domains libvirt does not list as running "
+                "(the hook's own release, under the same per-parent locks), drop ledger entries of devices that "
+                "are gone, delete stale ledger temp files. Devices mdev-hooks did not create are never touched. "
+                "Refuses (exit 1) when virsh cannot tell which domains run.")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be done")

@@ -1,5 +1,8 @@
-"""One lock file per parent device (flock via filelock: it dies with its holder, so a killed hook never
-leaves a stale lock). A domain that needs several parents takes them in sorted order: no deadlock."""
+"""One lock file per parent device (flock via filelock), taken in sorted order with a bounded wait.
+
+Invariant: a lock dies with its holder (a killed hook leaves none behind), and several parents are always taken in
+sorted order, so two domains never deadlock; lock file names come only from validated parent names.
+"""
 
 import os
 import time

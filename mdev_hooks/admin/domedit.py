@@ -1,15 +1,17 @@
 """Edit a domain's persistent XML for `mdev-hooks add` / `drop`: the managed hostdev and our metadata entry (an
 mdev's, or an NVIDIA vGPU's: a `<hostdev type='pci' managed='yes'>` on the VF and a kind="nvidia-vf" entry).
 
-Everything else in the document is kept as it is (comments included; libvirt re-formats it on define anyway).
-The XML comes from `virsh dumpxml`; it is still parsed without DTDs, entities or network access.
+Invariant: everything else in the document is kept as it is (comments included); the XML, though it comes from
+`virsh dumpxml`, is parsed without DTDs, entities or network access.
 """
 
 from __future__ import annotations
 
 from lxml import etree
 
-from mdev_hooks.domain import MAX_XML_BYTES, NS, NVIDIA_VF
+from mdev_hooks import NS, NS_PREFIX
+from mdev_hooks.domain import MAX_XML_BYTES
+from mdev_hooks.enums import Kind
 from mdev_hooks.errors import HookError
 from mdev_hooks.names import pci_address, shown
 
@@ -109,7 +111,7 @@ def _our_top(root: etree._Element) -> etree._Element:
             metadata.tail, root.text = "\n  ", "\n  "
     top = next((c for c in metadata if _is_ours(c)), None)
     if top is None:
-        top = etree.Element(f"{{{NS}}}mdevs", nsmap={"mdev": NS})
+        top = etree.Element(f"{{{NS}}}mdevs", nsmap={NS_PREFIX: NS})
         _append(metadata, top, 1)
     return top
 
@@ -192,7 +194,8 @@ def _pci_hostdevs_at(root: etree._Element, address: str) -> list[etree._Element]
 
 def _vf_entries(root: etree._Element, parent: str) -> list[etree._Element]:
     """The kind="nvidia-vf" entries whose parent is `parent`, in document order."""
-    return [e for e in _entries(root) if e.get("kind") == NVIDIA_VF and (e.get("parent") or "").strip() == parent]
+    return [e for e in _entries(root)
+            if e.get("kind") == Kind.NVIDIA_VF.value and (e.get("parent") or "").strip() == parent]
 
 
 def libvirt_pci_address(address: str) -> dict[str, str]:
@@ -215,9 +218,9 @@ def add_vgpu(root: etree._Element, vf: str, parent: str, type_id: str) -> None:
         how = "a managed" if any(hd.get("managed") == "yes" for hd in hostdevs) else "an unmanaged"
         raise HookError(f"domain {name} already has {how} PCI hostdev for {vf}")
     if _vf_entries(root, vf):
-        raise HookError(f"domain {name} already has a <device kind=\"{NVIDIA_VF}\"> entry naming VF {vf}; "
+        raise HookError(f"domain {name} already has a <device kind=\"{Kind.NVIDIA_VF}\"> entry naming VF {vf}; "
                         f"`mdev-hooks drop {name} --vf {vf}` first")
-    _add_entry(root, {"kind": NVIDIA_VF, "parent": parent, "type": type_id})
+    _add_entry(root, {"kind": Kind.NVIDIA_VF.value, "parent": parent, "type": type_id})
     hostdev = etree.Element("hostdev", mode="subsystem", type="pci", managed="yes")
     source = etree.SubElement(hostdev, "source")
     etree.SubElement(source, "address", libvirt_pci_address(vf))
@@ -243,7 +246,7 @@ def drop_vgpu(root: etree._Element, vf: str, bound: tuple[str, str] | None,
         entries = alike[-1:]
     if not entries:
         if hostdevs:
-            raise HookError(f"domain {name} has no <device kind=\"{NVIDIA_VF}\"> entry for VF {vf}: {unbound}")
+            raise HookError(f"domain {name} has no <device kind=\"{Kind.NVIDIA_VF}\"> entry for VF {vf}: {unbound}")
         extra = " (its PCI hostdev has no managed='yes': not a vGPU of mdev-hooks)" if on_vf else ""
         raise HookError(f"domain {name} has no NVIDIA vGPU on VF {vf}{extra}")
     removed: list[str] = []
@@ -252,6 +255,6 @@ def drop_vgpu(root: etree._Element, vf: str, bound: tuple[str, str] | None,
         removed.append(f"<hostdev type='pci' managed='yes'> of VF {vf}")
     for entry in entries:
         _remove_entry(entry)
-        removed.append(f"{NVIDIA_VF} metadata entry of VF {vf} (parent {entry.get('parent')}, "
+        removed.append(f"{Kind.NVIDIA_VF} metadata entry of VF {vf} (parent {entry.get('parent')}, "
                        f"type {entry.get('type')})")
     return removed

@@ -1,19 +1,24 @@
 """`mdev-hooks install` / `uninstall`: the hook launcher in libvirt's hooks directory, and the default config.
 
-The launcher is hooks/qemu of the repository with two lines changed: the first names the absolute interpreter
-of the environment mdev-hooks is installed in (`#!<sys.executable> -I`, so a venv works and libvirt's PATH does
-not matter), the second is MARKER, by which `uninstall` (and a later `install`) recognise a file as ours.
+Invariant: a hook file we did not write is never replaced without --force (and then kept as a backup that
+uninstall restores); the launcher is share/qemu-hook with two lines changed: the first names the absolute
+interpreter mdev-hooks is installed in (`#!<python> -I`, so a venv works and libvirt's PATH does not matter), the
+second is MARKER, by which `uninstall` (and a later `install`) recognise a file as ours.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from mdev_hooks import config
+from mdev_hooks.admin import common
 from mdev_hooks.errors import HookError
 from mdev_hooks.fsutil import fsync_dir
 
@@ -26,14 +31,25 @@ BACKUP_SUFFIX = ".mdev-hooks-backup"
 MARKER = "# mdev-hooks launcher: written by `mdev-hooks install`, removed by `mdev-hooks uninstall`"
 MAX_SHEBANG = 127  # the kernel's limit for a #! line on older kernels (BINPRM_BUF_SIZE 128 before 5.1)
 
-# the launcher's one source, shipped as package data (hooks/qemu of the repository links to it)
-LAUNCHER_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "share", "qemu-hook")
+# the package's data: the launcher (hooks/qemu of the repository links to it) and the commented default config
+SHARE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "share")
+LAUNCHER_SOURCE = os.path.join(SHARE, "qemu-hook")
+DEFAULT_CONFIG_SOURCE = os.path.join(SHARE, "config.toml")
+
+
+def _share(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def launcher_body() -> str:
     """The launcher without its #! line."""
-    with open(LAUNCHER_SOURCE, encoding="utf-8") as f:
-        return f.read().split("\n", 1)[1]
+    return _share(LAUNCHER_SOURCE).split("\n", 1)[1]
+
+
+def default_config_text() -> str:
+    """The commented default config.toml (every setting commented out)."""
+    return _share(DEFAULT_CONFIG_SOURCE)
 
 
 @dataclass
@@ -122,7 +138,7 @@ def write_atomic(path: str, text: str, mode: int, tmp_dir: str | None = None) ->
 def check_interpreter(python: str) -> None:
     """The launcher's interpreter must import the hook and its dependencies in isolated mode (-I), as libvirt
     will run it; otherwise the installed hook would silently let every VM start without its mdevs."""
-    code = "import mdev_hooks.hook, mdev_hooks.lifecycle, lxml.etree, filelock, structlog"
+    code = "import mdev_hooks.hook, mdev_hooks.core.prepare, mdev_hooks.core.release, lxml.etree, filelock, structlog"
     try:
         proc = subprocess.run([python, "-I", "-c", code], capture_output=True, timeout=60, check=False,
                               stdin=subprocess.DEVNULL)
@@ -202,7 +218,7 @@ def install(hooks_dir: str, config_dir: str, qemu_d: bool, force: bool, python: 
         rep.say(f"kept the existing config {cfg_path}")
     else:
         os.makedirs(config_dir, mode=0o755, exist_ok=True)
-        write_atomic(cfg_path, config.DEFAULT_FILE_TEXT, 0o644)
+        write_atomic(cfg_path, default_config_text(), 0o644)
         rep.say(f"wrote the default config {cfg_path} (every setting commented out)")
     rep.say(_reload_advice(target, created, before))
     return rep
@@ -241,7 +257,7 @@ def uninstall(hooks_dir: str, config_dir: str) -> Report:
     cfg_path = os.path.join(config_dir, CONFIG_NAME)
     try:
         with open(cfg_path, encoding="utf-8", errors="replace") as f:
-            unchanged = f.read() == config.DEFAULT_FILE_TEXT
+            unchanged = f.read() == default_config_text()
     except OSError:
         unchanged = None
     if unchanged:
@@ -254,3 +270,48 @@ def uninstall(hooks_dir: str, config_dir: str) -> Report:
     if not rep.lines:
         rep.say(f"mdev-hooks is not installed in {hooks_dir}: nothing to do")
     return rep
+
+
+# -- the commands --------------------------------------------------------------------------------------------------
+def cmd_install(args: argparse.Namespace) -> int:
+    rep = install(args.hooks_dir, args.config_dir, args.qemu_d, args.force, args.python or sys.executable)
+    print("\n".join(rep.lines))
+    return common.OK
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    rep = uninstall(args.hooks_dir, args.config_dir)
+    print("\n".join(rep.lines))
+    try:
+        claims, _ = common.make_env(args).ledger.all()
+    except HookError:
+        claims = []
+    if claims:
+        print(f"warning: the ledger still gives {len(claims)} mdev(s) to domains; with no hook installed they are "
+              "not removed when those domains stop: run `mdev-hooks gc` once they have stopped")
+    return common.OK
+
+
+def register(command: Any) -> None:
+    p = command("install", cmd_install, "install the libvirt hook and a default config",
+                "  mdev-hooks install\n  mdev-hooks install --qemu-d      # keep an existing hooks/qemu dispatcher",
+                "Write the hook launcher (first line: this Python, so a venv works) to HOOKS_DIR/qemu, atomically, "
+                "and a commented default config if there is none. An existing HOOKS_DIR/qemu that mdev-hooks did "
+                "not write is never replaced without --force; --qemu-d installs HOOKS_DIR/qemu.d/50-mdev-hooks "
+                "instead (libvirt >= 6.5). Says whether libvirt must be told (reload).")
+    p.add_argument("--hooks-dir", metavar="DIR", default=DEFAULT_HOOKS_DIR, help="default %(default)s")
+    p.add_argument("--qemu-d", action="store_true", help="install as qemu.d/50-mdev-hooks (libvirt >= 6.5)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a hook that is not ours, saving it as <name>.mdev-hooks-backup in HOOKS_DIR")
+    p.add_argument("--config-dir", metavar="DIR", default=DEFAULT_CONFIG_DIR,
+                   help="where to write config.toml if missing (default %(default)s; the hook reads only the "
+                        "default)")
+    p.add_argument("--python", metavar="PATH", help="interpreter for the launcher (default: this one, "
+                   f"{sys.executable})")
+
+    p = command("uninstall", cmd_uninstall, "remove what install wrote",
+                "  mdev-hooks uninstall",
+                "Remove the launcher(s) install wrote (recognised by their marker line), put back a hook that "
+                "--force had saved, and remove the default config if it was never edited. Never touches mdevs.")
+    p.add_argument("--hooks-dir", metavar="DIR", default=DEFAULT_HOOKS_DIR, help="default %(default)s")
+    p.add_argument("--config-dir", metavar="DIR", default=DEFAULT_CONFIG_DIR, help="default %(default)s")

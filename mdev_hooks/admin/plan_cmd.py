@@ -1,0 +1,270 @@
+"""`mdev-hooks plan`: would this domain start? The hook's own validation against this host, changing nothing.
+
+Invariant: the verdict is core.plan.validate's, the one prepare uses; the first problem is printed as the hook's
+one line and the exit status is 1 exactly when a start would fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mdev_hooks import NS
+from mdev_hooks.admin import common
+from mdev_hooks.admin.render import Policy, cut, num, parent_cell, policy_of, table
+from mdev_hooks.core import plan
+from mdev_hooks.core.env import Env, Step, attrs_text
+from mdev_hooks.domain import Domain
+from mdev_hooks.enums import Action, Kind
+from mdev_hooks.errors import HookError
+
+MAX_READ = (16 << 20) + 1
+
+
+@dataclass
+class DeviceRow:
+    """One managed device of the domain and what a start would do with it."""
+
+    uuid: str  # the device's key: an mdev UUID, or the VF
+    parent: str
+    type: str
+    type_name: str
+    description: str
+    available: int | None
+    action: Action
+    verdict: str  # ok | fail
+    problem: str | None
+    kind: Kind
+    attrs: list[list[str]]
+    pf: str | None
+    vf_choice: str | None
+    domain_parent: str | None  # config [parents] renamed it to `parent` on this host
+    source: str  # metadata | mdevctl
+    source_path: str | None
+    mdevctl_ignored: list[str]
+    vf: str | None = None  # nvidia-vf only
+    domain_named: str | None = None  # nvidia-vf only: the PF or VF the entry names
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.kind != Kind.NVIDIA_VF:
+            del data["vf"], data["domain_named"]
+        return data
+
+
+@dataclass
+class Ignored:
+    uuid: str
+    parent: str
+    type: str
+    kind: Kind
+
+
+@dataclass
+class PlanReport:
+    domain: dict[str, str]
+    ok: bool
+    problem: str | None
+    dry_run: bool
+    sysfs_root: str
+    mdevs: list[DeviceRow]
+    actions: list[str]
+    ignored: list[Ignored]
+    policy: Policy | None
+    config: str
+    unmanaged_mdev_hostdevs: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mdevs"] = [m.to_json() for m in self.mdevs]
+        data["policy"] = None if self.policy is None else self.policy.to_json()
+        return data
+
+
+# -- building the report -------------------------------------------------------------------------------------------
+def _row(s: Step, env: Env) -> DeviceRow:
+    m, sysfs = s.device, env.sysfs
+    verdict = "ok" if s.problem is None else "fail"
+    if m.kind == Kind.NVIDIA_VF:
+        names = sysfs.creatable_vgpu_types(m.key) or {}
+        return DeviceRow(m.key, m.key, m.type, names.get(m.type, ""), "", s.available, s.action, verdict, s.problem,
+                         m.kind, [], s.pf, None if m.parent == m.key else
+                         f"the domain's managed PCI hostdev {m.key} is a VF of {m.parent}", m.mapped_from or None,
+                         m.source, None, [], vf=m.key, domain_named=m.parent)
+    from mdev_hooks import mdevctl
+
+    info = sysfs.type_info(m.parent, m.type) if sysfs.parent_dir(m.parent) is not None else None
+    return DeviceRow(
+        m.key, m.parent, m.type, info.name if info else "", info.description if info else "",
+        s.available if s.available is not None else (info.available if info else None), s.action, verdict,
+        s.problem, m.kind, [[n, v] for n, v in m.attrs], s.pf, s.choice, m.mapped_from or None, m.source,
+        mdevctl.definition_path(env.cfg.mdevctl_dir, m) if m.source == "mdevctl" else None,
+        mdevctl.shadowed(env.cfg.mdevctl_dir, m))
+
+
+def _action(s: Step, env: Env) -> str:
+    m, root = s.device, env.sysfs.root
+    if m.kind == Kind.NVIDIA_VF:
+        on = f"VF {m.key}" + (f" of PF {s.pf}" if s.pf else "")
+        path = os.path.join(root, "bus", "pci", "devices", m.key, "nvidia", "current_vgpu_type")
+        return {
+            Action.CREATE: f"set NVIDIA vGPU type {m.type} on {on}: write {m.type} to {path}; libvirt then gives the "
+                           "VF to the VM as a PCI hostdev; write 0 when the domain stops",
+            Action.ADOPT: f"use {on} as it is (it already has vGPU type {m.type}, owned by no domain); leave it set "
+                          "when the domain stops",
+            Action.KEEP: f"keep vGPU type {m.type} on {on}: the hook already set it for this domain",
+        }[s.action]
+    if s.action == Action.CREATE:
+        on_vf = f" on VF {m.parent} of PF {s.pf} ({s.choice})" if s.pf and s.pf != m.parent else ""
+        create = os.path.join(root, "class", "mdev_bus", m.parent, "mdev_supported_types", m.type, "create")
+        attrs = (f"; then write, in this order, {attrs_text(m)} into "
+                 f"{os.path.join(root, 'bus', 'mdev', 'devices', m.key)}/ (any failure removes it and fails the "
+                 "start)") if m.attrs else ""
+        return f"create mdev {m.key}{on_vf}: write it to {create}{attrs}; remove it when the domain stops"
+    text = (f"use the existing mdev {m.key} as it is (type {m.type} on {m.parent}, owned by no domain); leave it in "
+            "place when the domain stops") if s.action == Action.ADOPT else \
+        f"keep mdev {m.key}: the hook already created it for this domain"
+    if m.attrs:
+        text += f"; its <attr> values ({attrs_text(m)}) are NOT written: the device exists"
+    return text
+
+
+def report(domain: Domain, steps: list[Step], env: Env) -> PlanReport:
+    problem = plan.first_problem(steps)
+    return PlanReport(
+        domain={"name": domain.name, "uuid": domain.uuid}, ok=problem is None, problem=problem,
+        dry_run=env.cfg.dry_run, sysfs_root=env.sysfs.root, mdevs=[_row(s, env) for s in steps],
+        actions=[_action(s, env) for s in steps] if problem is None else [],
+        ignored=[Ignored(m.key, m.parent, m.type, m.kind) for m in domain.unused],
+        policy=policy_of(env.cfg.path, env.cfg.allowed_parents, env.cfg.allowed_types), config=env.cfg.path,
+        unmanaged_mdev_hostdevs=domain.unmanaged_mdevs)
+
+
+# -- rendering -----------------------------------------------------------------------------------------------------
+def _parent(m: DeviceRow) -> str:
+    cell = parent_cell(m.parent, m.pf)
+    return f"{m.domain_parent} -> {cell}" if m.domain_parent else cell
+
+
+def render(r: PlanReport) -> str:
+    lines = [f"domain {r.domain['name'] or '?'} ({r.domain['uuid']}), sysfs {r.sysfs_root}"]
+    if not r.mdevs:
+        lines.append("no managed mdev: the hook does nothing for this domain" + _unmanaged(r.unmanaged_mdev_hostdevs))
+    else:
+        rows = [[m.uuid, _parent(m), m.type, cut(" ".join(x for x in (m.type_name, m.description) if x) or "-", 40),
+                 num(m.available), m.action, m.verdict] for m in r.mdevs]
+        first = "UUID / VF" if any(m.kind == Kind.NVIDIA_VF for m in r.mdevs) else "UUID"
+        lines.append(table([first, "PARENT", "TYPE", "NAME / DESCRIPTION", "AVAIL", "ACTION", "VERDICT"], rows))
+    if r.policy is not None:
+        lines.append(r.policy.render())
+    for m in r.mdevs:
+        if m.source_path:
+            lines.append(f"mdev {m.uuid}: source: mdevctl {m.source_path} (the domain has no metadata for it; "
+                         "created at start, removed at stop, whatever the definition's \"start\" says)")
+        lines += [f"mdev {m.uuid}: source: metadata (the mdevctl definition {path} is ignored: the domain's "
+                  "metadata wins)" for path in m.mdevctl_ignored]
+    lines += [f"parent mapped: mdev {m.uuid}: the domain's {m.domain_parent} is {m.parent} on this host ([parents] "
+              f"in {r.config or 'the configuration'})" for m in r.mdevs if m.domain_parent]
+    for i in r.ignored:
+        if i.kind == Kind.NVIDIA_VF:
+            lines.append(f"ignored: metadata entry kind=\"{Kind.NVIDIA_VF.value}\" parent={i.parent} type={i.type}: "
+                         "no <hostdev type='pci' managed='yes'> of the domain is that VF or a VF of that PF")
+        else:
+            lines.append(f"ignored: metadata entry {i.uuid} has no <hostdev type='mdev' managed='yes'> with that "
+                         "UUID")
+    if r.ok:
+        if r.actions:
+            lines.append("a start would:")
+            lines += [f"  {i}. {a}" for i, a in enumerate(r.actions, 1)]
+        if r.dry_run:
+            lines.append("note: dry_run is on: the hook would only log these actions, not carry them out")
+        lines.append("verdict: a start would succeed")
+    else:
+        lines += ["verdict: a start would FAIL:", f"  {r.problem}"]
+    return "\n".join(lines)
+
+
+def _unmanaged(n: int) -> str:
+    if not n:
+        return ""
+    return (f" (it has {n} mdev hostdev{'s' if n > 1 else ''}, none with managed='yes': the user's own devices, "
+            "which the hook leaves alone)")
+
+
+# -- the command ---------------------------------------------------------------------------------------------------
+def read_input(source: str) -> bytes:
+    """The domain XML from a file or stdin (`-`), bounded like the hook's read."""
+    if source == "-":
+        if sys.stdin.isatty():
+            raise HookError("plan: reading the domain XML from a terminal; pipe it in: virsh dumpxml VM | "
+                            "mdev-hooks plan -")
+        return sys.stdin.buffer.read(MAX_READ)
+    try:
+        with open(source, "rb") as f:
+            return f.read(MAX_READ)
+    except OSError as e:
+        raise HookError(f"cannot read {source}: {e.strerror}") from None
+
+
+def _ignored(data: bytes, as_json: bool) -> int:
+    """A domain the hook's byte check lets pass without parsing: say why, and how many mdev hostdevs it has."""
+    from mdev_hooks.domain import unmanaged_mdev_hostdevs
+
+    try:
+        n = unmanaged_mdev_hostdevs(data)
+    except HookError:
+        n = 0
+    if as_json:
+        common.print_json({"ok": True, "problem": None, "mdevs": [], "actions": [], "ignored_by_hook": True,
+                           "unmanaged_mdev_hostdevs": n})
+    elif n:
+        print(f"the hook leaves this domain alone: it has {n} mdev hostdev{'s' if n > 1 else ''}, none with "
+              f"managed='yes' (the user's own, pre-created devices, never touched), and no {NS} metadata\n"
+              "verdict: a start would succeed")
+    else:
+        print(f"the hook ignores this domain: it names no mdev (no {NS} metadata, no mdev hostdev)\n"
+              "verdict: a start would succeed")
+    return common.OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from mdev_hooks import domain, mdevctl
+    from mdev_hooks.hook import mentions_mdev
+
+    data = read_input(args.xml)
+    env = common.make_env(args)
+    if not mentions_mdev(data):
+        return _ignored(data, args.json)
+    try:
+        parsed = plan.resolve(domain.parse(data, *mdevctl.lookup(env.cfg.mdevctl_dir)), env)
+        steps = plan.validate(parsed, env)
+    except HookError as e:
+        if args.json:
+            common.print_json({"ok": False, "problem": str(e), "mdevs": [], "actions": []})
+        else:
+            print(f"verdict: a start would FAIL:\n  {e}")
+        common.err(str(e))
+        return common.FAILED
+    r = report(parsed, steps, env)
+    if args.json:
+        common.print_json(r.to_json())
+    else:
+        print(render(r))
+    if r.problem:
+        common.err(r.problem)
+        return common.FAILED
+    return common.OK
+
+
+def register(command: Any) -> None:
+    p = command("plan", cmd_plan, "would this domain start? (the hook's own validation, nothing changed)",
+                "  virsh dumpxml vm1 | mdev-hooks plan -\n  mdev-hooks plan --json examples/gvtg-desktop.xml",
+                "Run the validation of the hook's `prepare` against this host's sysfs and the ledger, without "
+                "changing anything: show each managed mdev with its type and free instances, the actions a start "
+                "would take, and exit 1 with the hook's own error line if the start would fail.")
+    p.add_argument("xml", nargs="?", default="-", metavar="DOMAIN.xml", help="domain XML file, - for stdin (default)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+

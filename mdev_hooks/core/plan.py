@@ -1,0 +1,196 @@
+"""Would a start work, device by device: the domain as this host sees it ([parents], VFs bound), the admin's
+policy, the kernel's parents, types and free instances, and the ledger's owners.
+
+Invariant: reads only (no write to sysfs, the ledger or the locks); the single source of truth for "would this
+start work", shared by prepare, the incoming checks at migrate/restore begin, and `mdev-hooks plan`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+from mdev_hooks.config import Config
+from mdev_hooks.core.env import Env, Step, describe
+from mdev_hooks.core.kinds import kind_of, owned_elsewhere
+from mdev_hooks.core.ledger import Claim
+from mdev_hooks.core.sriov import pick_vf, sriov_vfs
+from mdev_hooks.domain import Domain, ManagedDevice
+from mdev_hooks.enums import Action, Kind
+from mdev_hooks.errors import HookError
+from mdev_hooks.kernel import MdevDevice
+
+
+def in_use(env: Env, m: ManagedDevice, limit: int = 4) -> str:
+    """`; N in use: U1, U2, ...` of the devices of m's parent and type, for "no free instance" lines."""
+    used = env.sysfs.devices_of_type(m.parent, m.type)
+    if not used:
+        return ""
+    shown = ", ".join(used[:limit]) + (", ..." if len(used) > limit else "")
+    return f"; {len(used)} in use: {shown}"
+
+
+def _parent_problem(env: Env, m: ManagedDevice) -> str | None:
+    sysfs = env.sysfs
+    if sysfs.parent_dir(m.parent) is None:
+        vfs = sriov_vfs(env, m.parent)
+        if vfs is not None:  # an SR-IOV PF: fine if one of its VFs offers the type (which one: at prepare)
+            if any(sysfs.offers(vf, m.type) for vf in vfs):
+                return None
+            return pick_vf(env, m, vfs, set()).problem
+        if sysfs.is_nvidia_vendor_vfio(m.parent):
+            return (
+                f"cannot create {describe(m)}: {m.parent} uses NVIDIA's vendor-specific vGPU interface "
+                "(vGPU 17+ on kernel >= 6.8: nvidia/creatable_vgpu_types, no mdev_supported_types), which is not "
+                "mdev; give the VM the VF as a <hostdev type='pci' managed='yes'> and opt in with "
+                f"<device kind=\"{Kind.NVIDIA_VF.value}\" parent=\"PF or VF\" type=\"ID\"/> (docs/advanced-devices.md)"
+            )
+        known = sysfs.parents()
+        hint = f"known parents: {', '.join(known[:8])}" if known else "no mdev parent is registered on this host"
+        return f"cannot create {describe(m)}: parent {m.parent} not found under /sys/class/mdev_bus ({hint})"
+    if not sysfs.has_mdev_types(m.parent):
+        return f"cannot create {describe(m)}: parent {m.parent} is not registered for mdev support"
+    if not sysfs.offers(m.parent, m.type):
+        offered = sysfs.types(m.parent)
+        return (
+            f"cannot create {describe(m)}: parent {m.parent} does not offer type {m.type} "
+            f"(offered: {', '.join(offered[:12]) or 'none'}; see `mdev-hooks types --parent {m.parent}`)"
+        )
+    return None
+
+
+def parent_problem(env: Env, m: ManagedDevice) -> str | None:
+    """Why this host cannot create m.type on m.parent (policy, parent missing, NVIDIA vendor VFIO, not registered,
+    type not offered), or None. The check validate() makes for an mdev to create; `mdev-hooks add` uses it too."""
+    return policy_problem(env.cfg, m) or _parent_problem(env, m)
+
+
+def _globs_text(globs: tuple[str, ...]) -> str:
+    return "[" + ", ".join(json.dumps(g) for g in globs) + "]"
+
+
+def policy_problem(cfg: Config, m: ManagedDevice) -> str | None:
+    """The admin's allowed_parents / allowed_types rule that refuses m, or None (no policy: everything allowed)."""
+    from fnmatch import fnmatchcase
+
+    for key, globs, value in (("allowed_parents", cfg.allowed_parents, m.parent),
+                              ("allowed_types", cfg.allowed_types, m.type)):
+        if globs is not None and not any(fnmatchcase(value, g) for g in globs):
+            name = "parent" if key == "allowed_parents" else "type"
+            return (f"{describe(m)}: {name} {value} is not allowed by {key} = {_globs_text(globs)} "
+                    f"in {cfg.path or 'the configuration'}")
+    return None
+
+
+def _existing_problem(m: ManagedDevice, dev: MdevDevice) -> str | None:
+    if (dev.parent, dev.type) != (m.parent, m.type):
+        return (
+            f"cannot use mdev {m.key}: it already exists as type {dev.type or '?'} on {dev.parent}, "
+            f"not {m.type} on {m.parent}; remove it or give the domain another UUID"
+        )
+    return None
+
+
+def map_parents(domain: Domain, cfg: Config, log: Any) -> Domain:
+    """The domain with config [parents] applied: each parent the table names is replaced by this host's name for
+    it (once, no chains), remembered in mapped_from and logged. Everything after (policy, validation, create,
+    the ledger) sees this host's name; release goes by the ledger, which records it."""
+    table = dict(cfg.parents)
+    if not table or not any(m.parent in table for m in [*domain.devices, *domain.vf_entries]):
+        return domain
+
+    def mapped(m: ManagedDevice) -> ManagedDevice:
+        if m.parent in table and m.source != "mdevctl":  # mdevctl's definitions name this host's parents
+            log.info("mdev.parent_mapped", mdev=m.key, type=m.type, domain_parent=m.parent,
+                     host_parent=table[m.parent], config=cfg.path)
+            m = replace(m, parent=table[m.parent], mapped_from=m.parent)
+        return m
+
+    return replace(domain, devices=[mapped(m) for m in domain.devices],
+                   vf_entries=[mapped(m) for m in domain.vf_entries])
+
+
+def resolve(domain: Domain, env: Env) -> Domain:
+    """The domain as this host sees it: config [parents] applied, nvidia-vf entries bound to their VFs."""
+    domain = map_parents(domain, env.cfg, env.log)
+    if not domain.vf_entries:
+        return domain
+    from mdev_hooks.core.nvidia_vf import bind
+
+    return bind(domain, env)
+
+
+def plan_mdev(env: Env, m: ManagedDevice, claim: Claim | None, taken: set[str]) -> Step:
+    """An mdev's step: keep or adopt an existing device, take a VF of an SR-IOV PF, or create it on its parent."""
+    dev = env.sysfs.device(m.key)
+    vfs = sriov_vfs(env, m.parent)
+    if dev is not None:
+        action = Action.KEEP if claim is not None else Action.ADOPT
+        if vfs is not None and dev.parent in vfs:  # SR-IOV: it exists on a VF of the PF named
+            taken.add(dev.parent)
+            on_vf = replace(m, parent=dev.parent)
+            return Step(on_vf, action, env.sysfs.available(dev.parent, m.type), _existing_problem(on_vf, dev),
+                        pf=m.parent, choice=f"the device exists on VF {dev.parent} of PF {m.parent}")
+        return Step(m, action, env.sysfs.available(m.parent, m.type), _existing_problem(m, dev))
+    if vfs is not None:
+        return pick_vf(env, m, vfs, taken)
+    problem = _parent_problem(env, m)
+    return Step(m, Action.CREATE, None if problem else env.sysfs.available(m.parent, m.type), problem)
+
+
+def validate(domain: Domain, env: Env) -> list[Step]:
+    """What prepare would do for each managed device, and why it would fail. Reads only; no writes."""
+    steps: list[Step] = []
+    taken: set[str] = set()  # SR-IOV VFs this domain takes
+    policy = env.cfg.allowed_parents is not None or env.cfg.allowed_types is not None
+    for m in domain.devices:
+        refused = policy_problem(env.cfg, m)
+        if refused:  # the admin's rule comes first, whatever exists: a domain may not ask for it at all
+            env.log.warning("mdev.policy_refused", mdev=m.key, parent=m.parent, type=m.type, problem=refused)
+            steps.append(Step(m, Action.CREATE, None, refused))
+            continue
+        if policy:
+            env.log.info("mdev.policy_allowed", mdev=m.key, parent=m.parent, type=m.type)
+        claim = env.ledger.get(m.key)
+        if claim is not None and claim.domain_uuid != domain.uuid:
+            steps.append(Step(m, Action.CREATE, None, owned_elsewhere(m.kind, m.key, claim)))
+            continue
+        steps.append(kind_of(m.kind).plan(env, m, claim, taken))
+    return _count_instances(env, steps)
+
+
+def _count_instances(env: Env, steps: list[Step]) -> list[Step]:
+    """Enough free instances for everything this domain asks of each parent/type, before any write."""
+    def counted(s: Step) -> bool:
+        return s.action == Action.CREATE and s.problem is None and kind_of(s.device.kind).counts_instances
+
+    need = Counter((s.device.parent, s.device.type) for s in steps if counted(s))
+    out: list[Step] = []
+    for s in steps:
+        key = (s.device.parent, s.device.type)
+        if counted(s) and (s.available is None or s.available < need[key]):
+            avail = "unreadable" if s.available is None else str(s.available)
+            wants = f"; this domain needs {need[key]}" if need[key] > 1 else ""
+            s = replace(s, problem=(
+                f"cannot create {describe(s.device)}: no free instance "
+                f"(available_instances={avail}{wants}{in_use(env, s.device)})"
+            ))
+        out.append(s)
+    return out
+
+
+def first_problem(steps: list[Step]) -> str | None:
+    return next((s.problem for s in steps if s.problem), None)
+
+
+def check_incoming(domain: Domain, env: Env, op: str) -> None:
+    """`migrate begin` / `restore begin` on the destination: would the `prepare` that follows get every managed
+    device? The same validate() as prepare, without locks and without any write: an early, clear refusal
+    (prepare checks again under the parents' locks). Devices that already exist for this domain are fine."""
+    problem = first_problem(validate(domain, env))
+    if problem:
+        when = "before the domain came to this host" if op == "migrate" else "before the saved domain is restored"
+        raise HookError(f"{problem} (checked at {op} begin, {when})")
+    env.log.info("incoming.checked", mdevs=[m.key for m in domain.devices])
