@@ -327,7 +327,7 @@ def load_parser(spec: str) -> argparse.ArgumentParser:
     """`package.module:function` -> the parser that function returns."""
     module, _, func = spec.partition(":")
     if not module or not func:
-        raise SystemExit(f"--parser {spec!r}: expected MODULE:FUNCTION, e.g. mdev_hooks.cli:build_parser")
+        raise SystemExit(f"--parser {spec!r}: expected MODULE:FUNCTION, e.g. mdev_hooks.admin.cli:build_parser")
     parser = getattr(importlib.import_module(module), func)()
     if not isinstance(parser, argparse.ArgumentParser):
         raise SystemExit(f"--parser {spec}: returned {type(parser).__name__}, not an ArgumentParser")
