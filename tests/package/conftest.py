@@ -7,7 +7,7 @@ import re
 import subprocess
 
 import pytest
-from debpkg import REPO, Built, require_root_and_apt
+from debpkg import REPO, Built, ensure_commands, require_root_and_apt
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -17,6 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     require_root_and_apt()
+    ensure_commands({"man": "man-db", "groff": "groff-base", "zcat": "gzip", "unshare": "util-linux"})
     out = tmp_path_factory.mktemp("deb")
     proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-deb"), str(out)], capture_output=True,
                           text=True, timeout=1800, check=False)

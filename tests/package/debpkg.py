@@ -21,6 +21,17 @@ def require_root_and_apt() -> None:
         pytest.skip("the package tests need a Debian system (apt-get, dpkg-deb)")
 
 
+def ensure_commands(packages: dict[str, str]) -> None:
+    """Install with apt the package of each command (command -> package) that is missing (man-db and groff-base
+    are not on a minimal Debian)."""
+    missing = sorted({pkg for cmd, pkg in packages.items() if shutil.which(cmd) is None})
+    if missing:
+        proc = subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq",
+                               "--no-install-recommends", *missing], capture_output=True, text=True, check=False,
+                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        assert proc.returncode == 0, f"apt-get install {' '.join(missing)}:\n{proc.stdout}{proc.stderr}"
+
+
 def rules_variable(name: str) -> str:
     """A variable of debian/rules (the one place naming the parser's and the launcher's import paths)."""
     with open(os.path.join(REPO, "debian", "rules"), encoding="utf-8") as f:
