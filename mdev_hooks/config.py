@@ -32,6 +32,9 @@ class Config:
     nvidia_release_wait: float = 10.0
     # bounded retry of `remove` on transient errors (EAGAIN, EBUSY)
     remove_timeout: float = 5.0
+    # at prepare: wait this long, polling sysfs and holding no lock, for a parent or type that is not there yet
+    # (autostarted domains start at boot, often before the vGPU manager or GVT driver has registered its parents)
+    parent_wait: float = 10.0
     # admin policy: shell globs (fnmatch, case-sensitive) of the parents and types domains may ask for; None = all
     allowed_parents: tuple[str, ...] | None = None
     allowed_types: tuple[str, ...] | None = None
@@ -46,8 +49,8 @@ class Config:
 # the Python type of each scalar key (annotations are strings under `from __future__ import annotations`)
 _TYPES: dict[str, type] = {
     "sysfs_root": str, "state_dir": str, "lock_dir": str, "log_file": str, "dry_run": bool, "lock_timeout": float,
-    "nvidia_release_wait": float, "remove_timeout": float, "allowed_parents": tuple, "allowed_types": tuple,
-    "mdevctl_dir": str, "parents": tuple,
+    "nvidia_release_wait": float, "remove_timeout": float, "parent_wait": float, "allowed_parents": tuple,
+    "allowed_types": tuple, "mdevctl_dir": str, "parents": tuple,
 }
 _GLOB_LISTS = ("allowed_parents", "allowed_types")
 MAX_GLOBS = 256
@@ -90,8 +93,11 @@ def _coerce(key: str, value: Any, path: str) -> Any:
         raise HookError(f"config {path}: {key} must be a {want.__name__}, not {type(value).__name__}")
     if isinstance(value, float) and not 0 <= value <= 3600:
         raise HookError(f"config {path}: {key} must be between 0 and 3600 seconds")
+    if key == "log_file" and value in ("journal", "syslog"):
+        return value
     if isinstance(value, str) and not os.path.isabs(value):
-        raise HookError(f"config {path}: {key} must be an absolute path")
+        raise HookError(f"config {path}: {key} must be an absolute path" +
+                        (' (or "journal" or "syslog")' if key == "log_file" else ""))
     return value
 
 

@@ -1,7 +1,9 @@
-"""The one logging setup: structlog, JSON lines appended to log_file.
+"""The one logging setup: structlog, JSON lines appended to log_file, or entries in the systemd journal
+(log_file = "journal": the event and every field as a journal field) or syslog (log_file = "syslog").
 
-Invariant: never writes to stdout or stderr, and a log file that cannot be opened or written never breaks a VM start
-(writes that fail are dropped).
+Invariant: never writes to stdout or stderr, and a log that cannot be opened or written never breaks a VM start
+(writes that fail are dropped); the file is opened per run (every hook run is a process), so rotation needs no
+signal.
 """
 
 from __future__ import annotations
@@ -40,16 +42,81 @@ def _open(path: str) -> TextIO | None:
     return os.fdopen(fd, "a", buffering=1, encoding="utf-8")
 
 
+JOURNAL, SYSLOG = "journal", "syslog"  # log_file values that are not files
+IDENT = "mdev-hooks"  # SYSLOG_IDENTIFIER: `journalctl -t mdev-hooks`
+JOURNAL_SOCKET = "/run/systemd/journal/socket"  # journald's native protocol ($MDEV_HOOKS_JOURNAL_SOCKET in tests)
+_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "exception": 3, "critical": 2}
+
+
+def _field_name(key: str) -> str:
+    """A journal field name: upper case letters, digits and _, not starting with _ or a digit."""
+    name = "".join(c if c.isalnum() and c.isascii() else "_" for c in key.upper()).lstrip("_")
+    return name if name and not name[0].isdigit() else "F_" + name
+
+
+def _journal_entry(_logger: Any, _name: str, event: dict[str, Any]) -> bytes:
+    """structlog's last processor for the journal: the native protocol's KEY=value lines (binary form for values
+    with a newline); MESSAGE is the event and its fields in one line, as `journalctl -t mdev-hooks` shows it."""
+    import json
+
+    level = str(event.pop("level", "info"))
+    name = str(event.get("event", ""))
+    fields = {_field_name(k): v if isinstance(v, str) else json.dumps(v) for k, v in event.items()}
+    message = " ".join([name, *(f"{k}={v}" for k, v in event.items() if k != "event")])
+    fields.update(MESSAGE=message, PRIORITY=str(_PRIORITY.get(level, 6)), SYSLOG_IDENTIFIER=IDENT)
+    out = bytearray()
+    for key, value in fields.items():
+        data = value.encode("utf-8", "replace")
+        if b"\n" in data:
+            out += key.encode() + b"\n" + len(data).to_bytes(8, "little") + data + b"\n"
+        else:
+            out += key.encode() + b"=" + data + b"\n"
+    return bytes(out)
+
+
+class _Journal:
+    """structlog logger: one datagram per entry to journald, or the entry's MESSAGE to syslog without journald."""
+
+    def __init__(self, use_journal: bool) -> None:
+        import socket
+
+        self._path = os.environ.get("MDEV_HOOKS_JOURNAL_SOCKET") or JOURNAL_SOCKET
+        self._sock = None
+        if use_journal and os.path.exists(self._path):
+            try:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            except OSError:
+                self._sock = None
+
+    def _send(self, entry: bytes) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.sendto(entry, self._path)
+                return
+            except OSError:
+                pass  # journald gone or the entry too large: syslog instead
+        import syslog
+
+        fields = dict(line.split(b"=", 1) for line in entry.split(b"\n") if b"=" in line)
+        syslog.openlog(IDENT, syslog.LOG_PID, syslog.LOG_DAEMON)
+        syslog.syslog(int(fields.get(b"PRIORITY", b"6")), fields.get(b"MESSAGE", b"").decode("utf-8", "replace"))
+
+    def __getattr__(self, _level: str) -> Any:
+        return self._send
+
+
 def setup(log_file: str, **context: Any) -> Any:
     import structlog
 
+    processors: list[Any] = [structlog.processors.add_log_level, structlog.processors.format_exc_info]
+    if log_file in (JOURNAL, SYSLOG):
+        journal = _Journal(use_journal=log_file == JOURNAL)
+        structlog.configure(processors=[*processors, _journal_entry],
+                            logger_factory=lambda *_a: journal, cache_logger_on_first_use=True)
+        return structlog.get_logger().bind(**context)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(sort_keys=False),
-        ],
+        processors=[*processors[:1], structlog.processors.TimeStamper(fmt="iso", utc=True), *processors[1:],
+                    structlog.processors.JSONRenderer(sort_keys=False)],
         logger_factory=structlog.WriteLoggerFactory(file=_SafeFile(_open(log_file))),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )

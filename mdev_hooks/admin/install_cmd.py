@@ -149,30 +149,37 @@ def check_interpreter(python: str) -> None:
         raise HookError(f"{python} -I cannot import mdev_hooks: {err[-1] if err else proc.returncode}")
 
 
-def _running_daemon() -> str | None:
+DAEMONS = ("virtqemud", "libvirtd")  # the modular daemon (RHEL 9, Fedora) first: it runs the qemu hooks there
+
+
+def running_daemon(proc: str = "/proc") -> str | None:
+    """The libvirt daemon that runs qemu hooks here: virtqemud (modular daemons), libvirtd (monolithic), or None."""
     names = set()
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+    for pid in (p for p in os.listdir(proc) if p.isdigit()):
         try:
-            with open(f"/proc/{pid}/comm") as f:
+            with open(os.path.join(proc, pid, "comm")) as f:
                 names.add(f.read().strip())
         except OSError:
             continue
-    return next((d for d in ("virtqemud", "libvirtd") if d in names), None)
+    return next((d for d in DAEMONS if d in names), None)
 
 
-def reload_command(daemon: str) -> str:
-    if os.path.isdir("/run/systemd/system"):
+def reload_command(daemon: str, systemd: str = "/run/systemd/system") -> str:
+    """How to make the daemon look for hooks again: systemd's reload, else SIGHUP."""
+    if os.path.isdir(systemd):
         return f"systemctl reload {daemon}"
     return f"kill -HUP $(pidof {daemon})"
 
 
-def _reload_advice(target: str, created: bool, before: list[str]) -> str:
+def reload_advice(target: str, created: bool, before: list[str], proc: str = "/proc",
+                  systemd: str = "/run/systemd/system") -> str:
+    """Whether libvirt must be told of the hook: only a daemon that knew no qemu hook when it started must."""
     if not created:
         return f"libvirt re-reads {target} on every call: nothing to reload"
-    daemon = _running_daemon()
+    daemon = running_daemon(proc)
     if daemon is None:
         return "no libvirt daemon (libvirtd, virtqemud) is running: it will find the hook when it starts"
-    cmd = reload_command(daemon)
+    cmd = reload_command(daemon, systemd)
     if before:
         return (f"{daemon} already calls qemu hooks ({before[0]} exists) and re-reads {QEMU} and qemu.d/ on every "
                 f"call: nothing to reload (if {before[0]} was itself added after {daemon} started, run `{cmd}`)")
@@ -220,7 +227,7 @@ def install(hooks_dir: str, config_dir: str, qemu_d: bool, force: bool, python: 
         os.makedirs(config_dir, mode=0o755, exist_ok=True)
         write_atomic(cfg_path, default_config_text(), 0o644)
         rep.say(f"wrote the default config {cfg_path} (every setting commented out)")
-    rep.say(_reload_advice(target, created, before))
+    rep.say(reload_advice(target, created, before))
     return rep
 
 

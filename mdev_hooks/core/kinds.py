@@ -40,6 +40,10 @@ class DeviceKind:
         """The kind's own validation: what prepare would do, and why it would fail."""
         raise NotImplementedError
 
+    def missing(self, env: Env, m: ManagedDevice) -> bool:
+        """True while what the device needs is not registered yet (a driver still loading): worth waiting for."""
+        raise NotImplementedError
+
     def bind_log(self, log: Any, key: str, parent: str, type_: str, pf: str | None) -> Any:
         return log.bind(mdev=key, parent=parent, type=type_)
 
@@ -104,6 +108,11 @@ class Mdev(DeviceKind):
         from mdev_hooks.core.plan import plan_mdev
 
         return plan_mdev(env, m, claim, taken)
+
+    def missing(self, env: Env, m: ManagedDevice) -> bool:
+        from mdev_hooks.core.plan import absent_parent
+
+        return env.sysfs.device(m.key) is None and absent_parent(env, m)
 
     def write(self, sysfs: Sysfs, m: ManagedDevice) -> None:
         sysfs.create(m.parent, m.type, m.key)
@@ -171,6 +180,12 @@ class NvidiaVf(DeviceKind):
 
     def claim_parent(self, m: ManagedDevice) -> str:
         return m.key
+
+    def missing(self, env: Env, m: ManagedDevice) -> bool:
+        try:  # no nvidia/current_vgpu_type yet: the VF is not there, or not bound to the nvidia driver yet
+            return env.sysfs.current_vgpu_type(m.key) is None
+        except OSError:
+            return False
 
     def write(self, sysfs: Sysfs, m: ManagedDevice) -> None:
         sysfs.set_vgpu_type(m.key, m.type)

@@ -61,6 +61,12 @@ def _parent_problem(env: Env, m: ManagedDevice) -> str | None:
     return None
 
 
+def absent_parent(env: Env, m: ManagedDevice) -> bool:
+    """True if m's parent or type is not registered (yet): what parent_wait waits for. A parent of NVIDIA's vendor
+    interface named as an mdev parent is a mistake, not a delay."""
+    return _parent_problem(env, m) is not None and not env.sysfs.is_nvidia_vendor_vfio(m.parent)
+
+
 def parent_problem(env: Env, m: ManagedDevice) -> str | None:
     """Why this host cannot create m.type on m.parent (policy, parent missing, NVIDIA vendor VFIO, not registered,
     type not offered), or None. The check validate() makes for an mdev to create; `mdev-hooks add` uses it too."""

@@ -33,6 +33,7 @@ def prepare(domain: Domain, env: Env) -> None:
     dry = env.cfg.dry_run
     if not dry:
         env.ledger.ensure_dir()
+    wait_for_parents(domain, env)
     locks = (lock_name(env, m.parent) for m in domain.devices)
     with parent_locks(env.cfg.lock_dir, locks, env.cfg.lock_timeout, env.log):
         reached("locked")
@@ -49,6 +50,26 @@ def prepare(domain: Domain, env: Env) -> None:
             if not dry:
                 rollback(env, created, claimed)
             raise
+
+
+def wait_for_parents(domain: Domain, env: Env) -> None:
+    """Poll sysfs, holding no lock, up to parent_wait seconds, while a device's parent or type is not registered:
+    domains autostarted at boot may start before the vGPU manager or GVT driver has registered them. What is still
+    missing then fails in validation with the usual line."""
+    def missing() -> list[ManagedDevice]:
+        return [m for m in domain.devices if kind_of(m.kind).missing(env, m)]
+
+    waiting = missing()
+    if not waiting or env.cfg.parent_wait <= 0:
+        return
+    t0 = time.monotonic()
+    env.log.info("parent.waiting", mdevs=[m.key for m in waiting], parents=sorted({m.parent for m in waiting}),
+                 parent_wait=env.cfg.parent_wait)
+    while waiting and time.monotonic() - t0 < env.cfg.parent_wait:
+        time.sleep(min(0.25, max(0.0, env.cfg.parent_wait - (time.monotonic() - t0))))
+        waiting = missing()
+    env.log.info("parent.waited", appeared=not waiting, still_missing=[m.key for m in waiting],
+                 duration_ms=elapsed_ms(t0))
 
 
 def apply(env: Env, domain: Domain, step: Step, created: list[ManagedDevice], claimed: list[ManagedDevice]) -> None:

@@ -12,6 +12,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
+from support.asserts import assert_one_line
 from support.hookrun import HookEnv
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -38,9 +39,11 @@ def dom_uuid(i: int) -> str:
 
 
 def one_line(err: bytes | str) -> str:
-    """The hook's or the command's error: exactly one line, with our prefix, never a traceback."""
+    """The hook's or the command's whole stderr, which must be exactly one `mdev-hooks: ...` line, never a
+    traceback (asserts.one_line, and no blank line either)."""
     text = err.decode() if isinstance(err, bytes) else err
-    assert text.startswith("mdev-hooks: ") and text.count("\n") == 1 and "Traceback" not in text, text
+    assert_one_line(text)
+    assert text.count("\n") == 1, text
     return text
 
 

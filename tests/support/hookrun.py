@@ -35,9 +35,12 @@ class HookEnv:
             self.extra = extra
         self.config.write_text(
             f'sysfs_root = "{self.sysfs_root}"\nstate_dir = "{self.state_dir}"\n'
-            f'lock_dir = "{self.lock_dir}"\nlog_file = "{self.log_file}"\n'
+            f'lock_dir = "{self.lock_dir}"\n'
+            + ("" if "log_file" in self.extra else f'log_file = "{self.log_file}"\n')
             # never this host's real /etc/mdevctl.d, unless a test names its own
             + ("" if "mdevctl_dir" in self.extra else f'mdevctl_dir = "{self.dir / "mdevctl.d"}"\n')
+            # a missing parent fails at once, unless a test is about waiting for one
+            + ("" if "parent_wait" in self.extra else "parent_wait = 0\n")
             + f"{self.extra}\n"
         )
 

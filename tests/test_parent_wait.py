@@ -1,0 +1,62 @@
+"""parent_wait: a start whose parent is not registered yet (a domain autostarted at boot, before the vGPU manager or
+GVT driver) waits for it, polling sysfs and holding no lock, instead of failing at once. The "driver" here is the
+FUSE fake of mdev sysfs mounted on the hook's sysfs_root while the hook already runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fakesysfs.harness import FakeSysfs
+from support.common import DOM1, MTTY, one_line, uid
+from support.hookrun import HookEnv, domain_xml, require_fuse
+
+
+def test_a_parent_registered_while_the_start_waits_gets_its_device(tmp_path: Path) -> None:
+    require_fuse()
+    fake = FakeSysfs("mtty-sample", tmp_path / "fake")
+    fake.mountpoint.mkdir(parents=True)  # sysfs_root exists, empty: no mdev_bus, no mtty yet
+    h = HookEnv(tmp_path / "hook", fake.root, "parent_wait = 30")
+    u = uid()
+    t0 = time.monotonic()
+    p = h.start("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(u, MTTY, "mtty-2")]))
+    try:
+        time.sleep(2)
+        assert p.poll() is None, p.stderr.read() if p.stderr else ""  # still waiting
+        assert not (h.lock_dir / f"{MTTY}.lock").exists()  # waiting holds no lock
+        fake.start()  # the driver registers its parent
+        p.wait(timeout=60)
+        out, err = (p.stdout.read() if p.stdout else b""), (p.stderr.read() if p.stderr else b"")
+        assert (p.returncode, out, err) == (0, b"", b""), err
+        assert fake.devices() == {u: (MTTY, "mtty-2")}
+        waited = [e for e in h.events() if e["event"] == "parent.waited"]
+        assert waited and waited[0]["appeared"] is True and waited[0]["duration_ms"] >= 2000
+        assert time.monotonic() - t0 < 30
+        assert h.run("vm1", "release", "end", domain_xml("vm1", DOM1, [(u, MTTY, "mtty-2")])).returncode == 0
+        assert fake.devices() == {}
+    finally:
+        if p.poll() is None:
+            p.kill()
+        fake.stop()
+
+
+def test_a_parent_that_never_comes_fails_after_parent_wait_with_the_usual_line(tmp_path: Path) -> None:
+    require_fuse()
+    (tmp_path / "sys").mkdir()
+    h = HookEnv(tmp_path / "hook", str(tmp_path / "sys"), "parent_wait = 1.5")
+    u = uid()
+    t0 = time.monotonic()
+    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(u, MTTY, "mtty-2")]))
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 1 and "parent mtty not found under /sys/class/mdev_bus" in one_line(r.stderr)
+    assert elapsed >= 1.5  # it waited; the line is the one without a wait
+    assert [e["appeared"] for e in h.events() if e["event"] == "parent.waited"] == [False]
+    assert h.ledger() == []
+
+
+def test_parent_wait_0_fails_at_once(tmp_path: Path) -> None:
+    (tmp_path / "sys").mkdir()
+    h = HookEnv(tmp_path / "hook", str(tmp_path / "sys"), "parent_wait = 0")
+    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(uid(), MTTY, "mtty-2")]))
+    assert r.returncode == 1 and "parent mtty not found" in one_line(r.stderr)
+    assert not [e for e in h.events() if e["event"].startswith("parent.wait")]
