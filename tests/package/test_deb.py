@@ -27,6 +27,8 @@ EXPECTED_FILES = {
     "usr/share/bash-completion/completions/mdev-hooks",
     "usr/share/man/man8/mdev-hooks.8.gz",
     "usr/share/doc/mdev-hooks/copyright",
+    "usr/share/doc/mdev-hooks/CHANGELOG.md",
+    "usr/share/doc/mdev-hooks/changelog.gz",
 }
 
 # the parser's commands and options, read from the source tree with the import path debian/rules uses
