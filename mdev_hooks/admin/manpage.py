@@ -54,26 +54,28 @@ HOOK_TEXT: list[tuple[str, list[str]]] = [
         "libvirtd (virtqemud with modular daemons) looks for hook scripts when it starts and when it is reloaded, "
         "not when a file appears; once it knows of a qemu hook it re\\-reads the files on every call. A reload does "
         "not touch running VMs.",
-    ]),
-    ("CONFIGURATION", [
-        "/etc/mdev\\-hooks/config.toml (TOML, optional; every key is optional and unknown keys are an error). "
-        "libvirt runs hooks with a scrubbed environment, so this file is how the hook learns its settings.",
-        "* sysfs_root: where sysfs is (default /sys).",
-        "* state_dir: the ownership ledger, one claim file per device (default /run/mdev\\-hooks).",
-        "* lock_dir: one lock file per parent device (default /run/lock/mdev\\-hooks).",
-        "* log_file: structured log, JSON lines (default /var/log/mdev\\-hooks.log).",
-        "* dry_run: validate and log would_create/would_remove, touch nothing (default false).",
-        "* lock_timeout: seconds to wait for a parent's lock (default 30).",
-        "* nvidia_release_wait: seconds to let NVIDIA's driver remove a vGPU itself before writing remove "
-        "(default 10).",
-        "* remove_timeout: seconds to retry a remove failing with EAGAIN/EBUSY (default 5).",
-        "* allowed_parents, allowed_types: lists of shell globs, which devices domains may ask for (default: "
-        "all).",
-        "* mdevctl_dir: persistent mdevctl definitions used for managed hostdevs without metadata (default "
-        "/etc/mdevctl.d).",
-        "* [parents]: table renaming a domain's parent on this host, for migration between hosts with different "
-        "PCI addresses.",
-    ]),
+    ])
+]
+
+# the CONFIGURATION section when no default config text is given (render(config_text=None))
+CONFIG_FALLBACK = [
+    "/etc/mdev\\-hooks/config.toml (TOML, optional; every key is optional and unknown keys are an error). "
+    "libvirt runs hooks with a scrubbed environment, so this file is how the hook learns its settings.",
+    "* sysfs_root: where sysfs is (default /sys).",
+    "* state_dir: the ownership ledger, one claim file per device (default /run/mdev\\-hooks).",
+    "* lock_dir: one lock file per parent device (default /run/lock/mdev\\-hooks).",
+    "* log_file: structured log, JSON lines (default /var/log/mdev\\-hooks.log).",
+    "* dry_run: validate and log would_create/would_remove, touch nothing (default false).",
+    "* lock_timeout: seconds to wait for a parent's lock (default 30).",
+    "* nvidia_release_wait: seconds to let NVIDIA's driver remove a vGPU itself before writing remove "
+    "(default 10).",
+    "* remove_timeout: seconds to retry a remove failing with EAGAIN/EBUSY (default 5).",
+    "* allowed_parents, allowed_types: lists of shell globs, which devices domains may ask for (default: "
+    "all).",
+    "* mdevctl_dir: persistent mdevctl definitions used for managed hostdevs without metadata (default "
+    "/etc/mdevctl.d).",
+    "* [parents]: table renaming a domain's parent on this host, for migration between hosts with different "
+    "PCI addresses.",
 ]
 
 FILES = [
@@ -240,6 +242,42 @@ def epilog_blocks(epilog: str | None) -> list[tuple[str, list[str]]]:
     return blocks
 
 
+_SETTING = re.compile(r'#\s?([a-z_]+ = .+|\[[a-z_]+\]|"[^"]*" = .+)')
+
+
+def config_entries(text: str) -> tuple[str, list[tuple[list[str], str]]]:
+    """The commented default config -> (its introduction, [(setting lines, description)]): each block of comment
+    lines is a description followed by its `# key = default` lines."""
+    blocks = [b.strip("\n").split("\n") for b in re.split(r"\n\s*\n", text) if b.strip()]
+    if not blocks:
+        return "", []
+    intro = " ".join(line.lstrip("#").strip() for line in blocks[0])
+    entries: list[tuple[list[str], str]] = []
+    for block in blocks[1:]:
+        first = next((i for i, line in enumerate(block) if _SETTING.fullmatch(line)), len(block))
+        settings = [m.group(1) for line in block[first:] if (m := _SETTING.fullmatch(line))]
+        description = " ".join(line.lstrip("#").strip() for line in block[:first])
+        if settings:
+            entries.append((settings, description))
+    return intro, entries
+
+
+def _configuration(config_text: str | None) -> list[str]:
+    if config_text is None:
+        return _paragraphs(CONFIG_FALLBACK, fixed=True)
+    intro, entries = config_entries(config_text)
+    out = [".PP", "/etc/mdev\\-hooks/config.toml: " + esc(intro)]
+    for settings, description in entries:
+        keys = [line for line in settings if not line.startswith('"')]  # `key = default` and `[table]` lines
+        rows = [line for line in settings if line.startswith('"')]  # an example row of a table
+        for i, key in enumerate(keys or settings[:1]):
+            out += [".TP" if i == 0 else ".TQ", "\\fB" + esc(key) + "\\fR"]
+        out.append(esc(description))
+        if rows:
+            out += [".br", "e.g. " + esc(", ".join(rows))]
+    return out
+
+
 def _exit_status(blocks: Sequence[tuple[str, list[str]]]) -> list[str]:
     for head, lines in blocks:
         if head == "exit status":
@@ -258,7 +296,7 @@ def _examples(lines: Sequence[str]) -> list[str]:
     return _verbatim(line[2:] if line.startswith("  ") else line for line in lines)
 
 
-def render(parser: argparse.ArgumentParser, version: str, date: str) -> str:
+def render(parser: argparse.ArgumentParser, version: str, date: str, config_text: str | None = None) -> str:
     prog = parser.prog
     subs = subcommands(parser)
     common = common_options(parser)
@@ -303,6 +341,7 @@ def render(parser: argparse.ArgumentParser, version: str, date: str) -> str:
                 out += _examples(lines)
     for title, paras in HOOK_TEXT:
         out += [".SH " + title, *_paragraphs(paras, fixed=True)]
+    out += [".SH CONFIGURATION", *_configuration(config_text)]
     out.append(".SH FILES")
     for path, what in FILES:
         out += [".TP", f"\\fI{esc(path)}\\fR", esc(what)]
@@ -345,11 +384,18 @@ def build_date() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m mdev_hooks.admin.manpage", description=__doc__.split("\n")[0])
     ap.add_argument("--parser", required=True, metavar="MODULE:FUNCTION", help="function returning the parser")
+    ap.add_argument("--config-text", metavar="MODULE:NAME",
+                    help="the commented default config (a str, or a function returning it) for CONFIGURATION")
     ap.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     args = ap.parse_args(argv)
     from mdev_hooks import __version__
 
-    text = render(load_parser(args.parser), __version__, build_date())
+    config_text = None
+    if args.config_text:
+        module, _, name = args.config_text.partition(":")
+        value = getattr(importlib.import_module(module), name)
+        config_text = str(value() if callable(value) else value)
+    text = render(load_parser(args.parser), __version__, build_date(), config_text)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)

@@ -274,3 +274,13 @@ def test_completion_of_domains_and_files(built: Built, tmp_path: object) -> None
     xml = os.path.join(str(tmp_path), "vm1.xml")
     open(xml, "w").close()
     assert _complete(built, f"mdev-hooks plan {os.path.join(str(tmp_path), 'vm')}", env) == [xml]
+
+
+def test_man_page_documents_every_config_key(built: Built, tmp_path: object) -> None:
+    text, _ = _render_man(built, tmp_path)
+    section = text[text.index("\nCONFIGURATION\n"):text.index("\nFILES\n")]
+    keys = json.loads(source_python("import dataclasses, json; from mdev_hooks import config; "
+                                    "print(json.dumps([f.name for f in dataclasses.fields(config.Config)]))"))
+    documented = set(re.findall(r"^       \[?([a-z_]+)\]?(?: = |$)", section, re.M))
+    missing = sorted(set(keys) - {"path"} - documented)
+    assert not missing, f"config keys missing from CONFIGURATION: {missing}\n{section}"
