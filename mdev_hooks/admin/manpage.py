@@ -39,8 +39,9 @@ HOOK_TEXT: list[tuple[str, list[str]]] = [
         "hostdevs with managed=\\(aqyes\\(aq are acted on; any other mdev hostdev is the administrator's own device "
         "and is never touched. NVIDIA vGPU 17+ hosts (no mdev) use an entry <device kind=\"nvidia\\-vf\" "
         "parent=\"PF or VF\" type=\"ID\"/> next to a managed PCI hostdev on the VF.",
-        "* prepare begin: everything is validated first (parent registered, type offered, enough "
-        "available_instances, no other domain owns the UUID); then, holding one lock per parent (sorted order, "
+        "* prepare begin: everything is validated first (parent registered, waiting up to parent_wait seconds for "
+        "one that is not yet; type offered, enough available_instances, no other domain owns the UUID); then, "
+        "holding one lock per parent (sorted order, "
         "bounded wait), each device is claimed in the ledger, created, verified and its claim marked created. Any "
         "failure removes what this call created, in reverse order, and exits 1 with one line on standard error, "
         "which virsh start shows as its error.",
@@ -85,7 +86,8 @@ FILES = [
     ("/run/mdev-hooks/", "the ledger: one JSON claim per device (mdev UUID, or VF address for nvidia-vf) naming "
      "the domain it was created for"),
     ("/run/lock/mdev-hooks/", "one lock file per parent device"),
-    ("/var/log/mdev-hooks.log", "the hook's log, one JSON object per line, opened anew by every hook run"),
+    ("/var/log/mdev-hooks.log", "the hook's log, one JSON object per line, opened anew by every hook run (unless "
+     "log_file names another file, or the journal or syslog)"),
     ("/sys/class/mdev_bus/", "the mdev parents and their mdev_supported_types"),
 ]
 
