@@ -98,6 +98,19 @@ def qemu_hooks(hooks_dir: str) -> list[str]:
     return found + [os.path.join(qd, n) for n in names if _executable_file(os.path.join(qd, n))]
 
 
+# the files of the Debian package mdev-hooks (dpkg's list): apt installs and removes those, this command must not
+DPKG_LIST = "/var/lib/dpkg/info/mdev-hooks.list"
+
+
+def packaged(path: str) -> bool:
+    """True if the Debian package mdev-hooks owns the file (then apt, not this command, installs and removes it)."""
+    try:
+        with open(DPKG_LIST, encoding="utf-8") as f:
+            return any(line.rstrip("\n") == path for line in f)
+    except OSError:
+        return False
+
+
 def _ours_installed(hooks_dir: str) -> list[str]:
     qd = os.path.join(hooks_dir, "qemu.d")
     try:
@@ -194,6 +207,10 @@ def install(hooks_dir: str, config_dir: str, qemu_d: bool, force: bool, python: 
     rel = QEMU_D if qemu_d else QEMU
     target = os.path.join(hooks_dir, rel)
     others = [p for p in _ours_installed(hooks_dir) if p != target]
+    owned = [p for p in [target, *others] if packaged(p)]
+    if owned:
+        raise HookError(f"{owned[0]} belongs to the Debian package mdev-hooks, which keeps it up to date: nothing to "
+                        "install (apt remove mdev-hooks removes it)")
     if others:
         raise HookError(f"mdev-hooks is already installed as {others[0]}; installing it as {target} too would run "
                         f"the hook twice: run `mdev-hooks uninstall --hooks-dir {hooks_dir}` first")
@@ -250,6 +267,9 @@ def _refusal(hooks_dir: str, target: str, qemu_d: bool, backup: str) -> str:
 def uninstall(hooks_dir: str, config_dir: str) -> Report:
     rep = Report()
     for path in _ours_installed(hooks_dir):
+        if packaged(path):
+            rep.say(f"left {path}: it belongs to the Debian package mdev-hooks (apt remove mdev-hooks removes it)")
+            continue
         os.unlink(path)
         rep.say(f"removed {path}")
     for rel in (QEMU, QEMU_D):
@@ -267,7 +287,9 @@ def uninstall(hooks_dir: str, config_dir: str) -> Report:
             unchanged = f.read() == default_config_text()
     except OSError:
         unchanged = None
-    if unchanged:
+    if unchanged and packaged(cfg_path):
+        rep.say(f"left {cfg_path}: it belongs to the Debian package mdev-hooks (apt purge mdev-hooks removes it)")
+    elif unchanged:
         os.unlink(cfg_path)
         rep.say(f"removed the default config {cfg_path} (unchanged since install)")
         with contextlib.suppress(OSError):
