@@ -650,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
     runner: Runner | None = None
     try:
         hooks, etc = work / "hooks", work / "etc"
-        done = subprocess.run([str(venv / "bin" / "mdev-hooks"), "install", "--hooks-dir", str(hooks),
+        done = subprocess.run([str(venv / "bin" / "mdev-hooks"), "install", "--no-extras", "--hooks-dir", str(hooks),
                                "--config-dir", str(etc)], capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"mdev-hooks install failed: {done.stdout}{done.stderr}")

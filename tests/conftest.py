@@ -43,3 +43,54 @@ def matrix() -> Iterator[Matrix]:
 
 
 # ---- end faults ----------------------------------------------------------------------------------------------------
+
+
+# ---- tiers: markers and the golden-file switch (owner: tests/support, tests/unit) ----------------------------------
+# `fuse`: the test mounts the FUSE fake (needs root, /dev/fuse); `root`: needs root for another reason; `libvirt` is
+# set by tests/libvirt/conftest.py. `python3 -m pytest -m "not fuse and not libvirt"` runs, without root, the rest.
+import os  # noqa: E402
+from typing import Any  # noqa: E402
+
+# a test or fixture whose own code names one of these starts the FUSE fake itself
+_FUSE_NAMES = frozenset({"FakeSysfs", "require_fuse"})
+# tests that need root without the fake (none known; "module.py::test_name" entries)
+_ROOT_TESTS: frozenset[str] = frozenset()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--regen-golden", action="store_true", default=False,
+                     help="rewrite tests/unit/golden/* from the current output instead of comparing "
+                          "(same as MDEV_HOOKS_REGEN_GOLDEN=1); read the diff before committing it")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fuse: mounts the FUSE fake sysfs (needs root and /dev/fuse)")
+    config.addinivalue_line("markers", "root: needs root for a reason other than the FUSE fake")
+    if config.getoption("--regen-golden", default=False):
+        os.environ["MDEV_HOOKS_REGEN_GOLDEN"] = "1"
+
+
+def _names_fuse(func: Any) -> bool:
+    code = getattr(func, "__code__", None)
+    return code is not None and not _FUSE_NAMES.isdisjoint(code.co_names)
+
+
+def _needs_fuse(item: pytest.Item) -> bool:
+    """The `fakesysfs` fixture, or a test or fixture of its closure that starts FakeSysfs / calls require_fuse."""
+    if not isinstance(item, pytest.Function):
+        return False
+    if "fakesysfs" in item.fixturenames or _names_fuse(item.function):
+        return True
+    defs = item._fixtureinfo.name2fixturedefs
+    return any(_names_fuse(d.func) for name in item.fixturenames for d in defs.get(name, ()))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _needs_fuse(item):
+            item.add_marker(pytest.mark.fuse)
+        if f"{item.path.name}::{item.name.split('[')[0]}" in _ROOT_TESTS:
+            item.add_marker(pytest.mark.root)
+
+
+# ---- end tiers -----------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ name checked first, values written in document order, any refusal rolled back.""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,8 @@ from typing import Any
 import pytest
 from support.attrxml import xml
 from support.common import AP, AP_TYPE, DOM1, DOM2, one_line, uid, user_writes
-from support.common import cli as _cli
+from support.common import cli_without_virsh as cli
 from support.hookrun import HookEnv
-
-
-def cli(h: HookEnv, *args: str) -> subprocess.CompletedProcess[str]:
-    """The command with a virsh that cannot answer (running domains unknown)."""
-    return _cli(h, *args, virsh=False)
 
 
 @pytest.fixture

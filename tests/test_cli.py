@@ -425,11 +425,13 @@ def script_python(script: Path) -> str:
 
 def install(w: World, hooks: Path, *args: str, python: str = str(CLI)) -> subprocess.CompletedProcess[str]:
     return subprocess.run([python, "install", "--hooks-dir", str(hooks), "--config-dir", str(hooks.parent / "etc"),
+                           "--share-dir", str(hooks.parent / "share"), "--logrotate-dir", str(hooks.parent / "lr"),
                            *args], capture_output=True, text=True, env=w.env(), timeout=120, check=False)
 
 
 def uninstall(w: World, hooks: Path) -> subprocess.CompletedProcess[str]:
-    return w.cli("uninstall", "--hooks-dir", str(hooks), "--config-dir", str(hooks.parent / "etc"))
+    return w.cli("uninstall", "--hooks-dir", str(hooks), "--config-dir", str(hooks.parent / "etc"),
+                 "--share-dir", str(hooks.parent / "share"), "--logrotate-dir", str(hooks.parent / "lr"))
 
 
 def check_launcher(path: Path, python: str) -> None:

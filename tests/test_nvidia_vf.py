@@ -19,14 +19,9 @@ from typing import Any
 
 import pytest
 from support.common import DOM1, DOM2, one_line
-from support.common import cli as _cli
+from support.common import cli_without_virsh as cli
 from support.hookrun import HookEnv
 from support.vgpu import FULL, PF, SLICE, VF0, VF1, VF2, VF3, creatable, current, vf_xml, vgpu_writes
-
-
-def cli(h: HookEnv, *args: str) -> Any:
-    """The command with a virsh that cannot answer (running domains unknown)."""
-    return _cli(h, *args, virsh=False)
 
 
 @pytest.fixture
@@ -343,7 +338,7 @@ def test_incoming_check_refuses_a_full_gpu_early_and_silently_on_stdout(h200: tu
 
 
 def test_gc_clears_the_vgpu_of_a_domain_that_is_not_running(fakesysfs: Callable[..., Any], tmp_path: Path) -> None:
-    from test_cli import World
+    from support.cliworld import World
 
     w = World(fakesysfs("nvidia-h200x-vendor-vfio"), tmp_path)
     doc = vf_xml("gone", DOM1, [(PF, SLICE)], [VF0])

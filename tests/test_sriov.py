@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,8 @@ from typing import Any
 import pytest
 from support.attrxml import xml
 from support.common import DOM1, DOM2, dom_uuid, one_line, uid
-from support.common import cli as _cli
+from support.common import cli_without_virsh as cli
 from support.hookrun import HookEnv
-
-
-def cli(h: HookEnv, *args: str) -> subprocess.CompletedProcess[str]:
-    """The command with a virsh that cannot answer (running domains unknown)."""
-    return _cli(h, *args, virsh=False)
-
 
 PF = "0000:41:00.0"
 VFS = [f"0000:41:0{i // 8}.{i % 8}" for i in range(4, 36)]  # 0000:41:00.4 .. 0000:41:04.3, address order
@@ -150,7 +143,7 @@ def test_pf_and_its_vfs_are_used_under_the_pf_lock(a40: tuple[Any, HookEnv], par
 
 
 def test_add_accepts_a_pf_whose_vfs_offer_the_type(fakesysfs: Callable[..., Any], tmp_path: Path) -> None:
-    from test_cli import PLAIN, World
+    from support.cliworld import PLAIN, World
 
     w = World(fakesysfs("nvidia-a40-sriov"), tmp_path)
     (w.virsh_dir / "domains" / "plain.xml").write_bytes(PLAIN)

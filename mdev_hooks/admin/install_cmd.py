@@ -98,6 +98,19 @@ def qemu_hooks(hooks_dir: str) -> list[str]:
     return found + [os.path.join(qd, n) for n in names if _executable_file(os.path.join(qd, n))]
 
 
+# the files of the Debian package mdev-hooks (dpkg's list): apt installs and removes those, this command must not
+DPKG_LIST = "/var/lib/dpkg/info/mdev-hooks.list"
+
+
+def packaged(path: str) -> bool:
+    """True if the Debian package mdev-hooks owns the file (then apt, not this command, installs and removes it)."""
+    try:
+        with open(DPKG_LIST, encoding="utf-8") as f:
+            return any(line.rstrip("\n") == path for line in f)
+    except OSError:
+        return False
+
+
 def _ours_installed(hooks_dir: str) -> list[str]:
     qd = os.path.join(hooks_dir, "qemu.d")
     try:
@@ -149,44 +162,6 @@ def check_interpreter(python: str) -> None:
         raise HookError(f"{python} -I cannot import mdev_hooks: {err[-1] if err else proc.returncode}")
 
 
-DAEMONS = ("virtqemud", "libvirtd")  # the modular daemon (RHEL 9, Fedora) first: it runs the qemu hooks there
-
-
-def running_daemon(proc: str = "/proc") -> str | None:
-    """The libvirt daemon that runs qemu hooks here: virtqemud (modular daemons), libvirtd (monolithic), or None."""
-    names = set()
-    for pid in (p for p in os.listdir(proc) if p.isdigit()):
-        try:
-            with open(os.path.join(proc, pid, "comm")) as f:
-                names.add(f.read().strip())
-        except OSError:
-            continue
-    return next((d for d in DAEMONS if d in names), None)
-
-
-def reload_command(daemon: str, systemd: str = "/run/systemd/system") -> str:
-    """How to make the daemon look for hooks again: systemd's reload, else SIGHUP."""
-    if os.path.isdir(systemd):
-        return f"systemctl reload {daemon}"
-    return f"kill -HUP $(pidof {daemon})"
-
-
-def reload_advice(target: str, created: bool, before: list[str], proc: str = "/proc",
-                  systemd: str = "/run/systemd/system") -> str:
-    """Whether libvirt must be told of the hook: only a daemon that knew no qemu hook when it started must."""
-    if not created:
-        return f"libvirt re-reads {target} on every call: nothing to reload"
-    daemon = running_daemon(proc)
-    if daemon is None:
-        return "no libvirt daemon (libvirtd, virtqemud) is running: it will find the hook when it starts"
-    cmd = reload_command(daemon, systemd)
-    if before:
-        return (f"{daemon} already calls qemu hooks ({before[0]} exists) and re-reads {QEMU} and qemu.d/ on every "
-                f"call: nothing to reload (if {before[0]} was itself added after {daemon} started, run `{cmd}`)")
-    return (f"libvirt must be told: {daemon} only finds a hook that did not exist when it started; run:\n"
-            f"    {cmd}")
-
-
 def install(hooks_dir: str, config_dir: str, qemu_d: bool, force: bool, python: str) -> Report:
     rep = Report()
     text = launcher_text(python)
@@ -194,6 +169,10 @@ def install(hooks_dir: str, config_dir: str, qemu_d: bool, force: bool, python: 
     rel = QEMU_D if qemu_d else QEMU
     target = os.path.join(hooks_dir, rel)
     others = [p for p in _ours_installed(hooks_dir) if p != target]
+    owned = [p for p in [target, *others] if packaged(p)]
+    if owned:
+        raise HookError(f"{owned[0]} belongs to the Debian package mdev-hooks, which keeps it up to date: nothing to "
+                        "install (apt remove mdev-hooks removes it)")
     if others:
         raise HookError(f"mdev-hooks is already installed as {others[0]}; installing it as {target} too would run "
                         f"the hook twice: run `mdev-hooks uninstall --hooks-dir {hooks_dir}` first")
@@ -227,6 +206,8 @@ def install(hooks_dir: str, config_dir: str, qemu_d: bool, force: bool, python: 
         os.makedirs(config_dir, mode=0o755, exist_ok=True)
         write_atomic(cfg_path, default_config_text(), 0o644)
         rep.say(f"wrote the default config {cfg_path} (every setting commented out)")
+    from mdev_hooks.admin.daemon import reload_advice
+
     rep.say(reload_advice(target, created, before))
     return rep
 
@@ -250,6 +231,9 @@ def _refusal(hooks_dir: str, target: str, qemu_d: bool, backup: str) -> str:
 def uninstall(hooks_dir: str, config_dir: str) -> Report:
     rep = Report()
     for path in _ours_installed(hooks_dir):
+        if packaged(path):
+            rep.say(f"left {path}: it belongs to the Debian package mdev-hooks (apt remove mdev-hooks removes it)")
+            continue
         os.unlink(path)
         rep.say(f"removed {path}")
     for rel in (QEMU, QEMU_D):
@@ -267,7 +251,9 @@ def uninstall(hooks_dir: str, config_dir: str) -> Report:
             unchanged = f.read() == default_config_text()
     except OSError:
         unchanged = None
-    if unchanged:
+    if unchanged and packaged(cfg_path):
+        rep.say(f"left {cfg_path}: it belongs to the Debian package mdev-hooks (apt purge mdev-hooks removes it)")
+    elif unchanged:
         os.unlink(cfg_path)
         rep.say(f"removed the default config {cfg_path} (unchanged since install)")
         with contextlib.suppress(OSError):
@@ -282,12 +268,19 @@ def uninstall(hooks_dir: str, config_dir: str) -> Report:
 # -- the commands --------------------------------------------------------------------------------------------------
 def cmd_install(args: argparse.Namespace) -> int:
     rep = install(args.hooks_dir, args.config_dir, args.qemu_d, args.force, args.python or sys.executable)
+    if not args.no_extras:
+        from mdev_hooks.admin.extras import install_extras
+
+        install_extras(rep, args.share_dir, args.logrotate_dir)
     print("\n".join(rep.lines))
     return common.OK
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
     rep = uninstall(args.hooks_dir, args.config_dir)
+    from mdev_hooks.admin.extras import uninstall_extras
+
+    uninstall_extras(rep, args.share_dir, args.logrotate_dir)
     print("\n".join(rep.lines))
     try:
         claims, _ = common.make_env(args).ledger.all()
@@ -315,6 +308,9 @@ def register(command: Any) -> None:
                         "default)")
     p.add_argument("--python", metavar="PATH", help="interpreter for the launcher (default: this one, "
                    f"{sys.executable})")
+    _extras_options(p)
+    p.add_argument("--no-extras", action="store_true", help="only the hook and the config: no man page, bash "
+                   "completion or logrotate snippet")
 
     p = command("uninstall", cmd_uninstall, "remove what install wrote",
                 "  mdev-hooks uninstall",
@@ -322,3 +318,13 @@ def register(command: Any) -> None:
                 "--force had saved, and remove the default config if it was never edited. Never touches mdevs.")
     p.add_argument("--hooks-dir", metavar="DIR", default=DEFAULT_HOOKS_DIR, help="default %(default)s")
     p.add_argument("--config-dir", metavar="DIR", default=DEFAULT_CONFIG_DIR, help="default %(default)s")
+    _extras_options(p)
+
+
+def _extras_options(p: argparse.ArgumentParser) -> None:
+    from mdev_hooks.admin.extras import DEFAULT_LOGROTATE_DIR, DEFAULT_SHARE_DIR
+
+    p.add_argument("--share-dir", metavar="DIR", default=DEFAULT_SHARE_DIR,
+                   help="man/man8 and bash-completion/completions go below it, when it has man/ (default %(default)s)")
+    p.add_argument("--logrotate-dir", metavar="DIR", default=DEFAULT_LOGROTATE_DIR,
+                   help="the logrotate snippet goes here, when it exists (default %(default)s)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 from typing import Any, ClassVar
 
-from mdev_hooks.core.env import Env, Existing, Step
+from mdev_hooks.core.env import Env, Existing, Step, describe
 from mdev_hooks.core.ledger import Claim
 from mdev_hooks.domain import ManagedDevice
 from mdev_hooks.enums import Kind
@@ -123,8 +123,6 @@ class Mdev(DeviceKind):
         return create_error(env, step, e)
 
     def verify(self, sysfs: Sysfs, m: ManagedDevice) -> str | None:
-        from mdev_hooks.core.env import describe
-
         dev = sysfs.device(m.key)
         if dev is None or (dev.parent, dev.type) != (m.parent, m.type):
             found = "nothing" if dev is None else f"type {dev.type} on {dev.parent}"
@@ -191,8 +189,6 @@ class NvidiaVf(DeviceKind):
         sysfs.set_vgpu_type(m.key, m.type)
 
     def write_error(self, env: Env, step: Step, e: OSError) -> HookError:
-        from mdev_hooks.core.env import describe
-
         m = step.device
         now = env.sysfs.creatable_vgpu_types(m.key)
         listed = "unreadable" if now is None else (", ".join(now) or "none")
@@ -200,8 +196,6 @@ class NvidiaVf(DeviceKind):
                          f"kernel said {errnos.text(e)}: {errnos.hint(errnos.VGPU_HINTS, e)} (creatable now: {listed})")
 
     def verify(self, sysfs: Sysfs, m: ManagedDevice) -> str | None:
-        from mdev_hooks.core.env import describe
-
         try:
             current = sysfs.current_vgpu_type(m.key)
         except OSError:

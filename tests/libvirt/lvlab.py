@@ -183,7 +183,7 @@ def install_hook(layout: str) -> Path:
     """Install the hook as an admin would: `mdev-hooks install [--qemu-d]` with this interpreter (first line
     `#!<sys.executable> -I`). Falls back to copying hooks/qemu the same way if the command is missing."""
     dest = hook_path(layout)
-    argv = [sys.executable, "-m", "mdev_hooks.admin.cli", "install", "--hooks-dir", str(HOOKS_DIR),
+    argv = [sys.executable, "-m", "mdev_hooks.admin.cli", "install", "--no-extras", "--hooks-dir", str(HOOKS_DIR),
             "--config-dir", str(CONFIG_DIR)] + (["--qemu-d"] if layout == "qemu.d" else [])
     r = run(argv, timeout=120)
     if r.rc == 0:

@@ -12,6 +12,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
+from support.asserts import assert_one_line
 from support.hookrun import HookEnv
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -38,9 +39,11 @@ def dom_uuid(i: int) -> str:
 
 
 def one_line(err: bytes | str) -> str:
-    """The hook's or the command's error: exactly one line, with our prefix, never a traceback."""
+    """The hook's or the command's whole stderr, which must be exactly one `mdev-hooks: ...` line, never a
+    traceback (asserts.one_line, and no blank line either)."""
     text = err.decode() if isinstance(err, bytes) else err
-    assert text.startswith("mdev-hooks: ") and text.count("\n") == 1 and "Traceback" not in text, text
+    assert_one_line(text)
+    assert text.count("\n") == 1, text
     return text
 
 
@@ -67,3 +70,8 @@ def cli(h: HookEnv, *args: str, virsh: bool = True) -> subprocess.CompletedProce
         env.update(MDEV_HOOKS_CONFIG=str(h.config), MDEV_HOOKS_VIRSH="/bin/false")
     return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=120,
                           stdin=subprocess.DEVNULL, check=False)
+
+
+def cli_without_virsh(h: HookEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command with a virsh that cannot answer (running domains unknown)."""
+    return cli(h, *args, virsh=False)

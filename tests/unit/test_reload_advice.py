@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mdev_hooks.admin.install_cmd import reload_advice, running_daemon
+from mdev_hooks.admin.daemon import reload_advice, running_daemon
 
 
 def proc(tmp_path: Path, *names: str) -> str:
@@ -56,7 +56,7 @@ def test_install_names_a_real_virtqemud_process(tmp_path: Path) -> None:
     shutil.copy("/bin/sleep", fake)
     p = subprocess.Popen([str(fake), "60"])
     try:
-        r = subprocess.run([sys.executable, "-m", "mdev_hooks.admin.cli", "install", "--hooks-dir",
+        r = subprocess.run([sys.executable, "-m", "mdev_hooks.admin.cli", "install", "--no-extras", "--hooks-dir",
                             str(tmp_path / "hooks"), "--config-dir", str(tmp_path / "etc")],
                            capture_output=True, text=True, timeout=120, check=False)
         assert r.returncode == 0, r.stderr

@@ -1,0 +1,114 @@
+"""One builder of libvirt domain XML for the tests: managed/unmanaged mdev hostdevs, metadata entries (namespaced
+or plain), `<attr>` children, kind="nvidia-vf" entries and managed PCI hostdevs.
+
+Invariant: the output looks like `virsh dumpxml` (libvirt's attribute order, hex PCI addresses, single quotes) and
+holds exactly the entries and hostdevs the arguments list, in their order; nothing is added on the caller's behalf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from xml.sax.saxutils import quoteattr
+
+NS = "urn:mdev-hooks:domain:1"
+
+
+@dataclass(frozen=True)
+class Mdev:
+    """An mdev hostdev and/or its metadata entry.
+
+    hostdev: "yes" (managed='yes'), "no" (managed='no'), or None (no hostdev: an unused metadata entry).
+    entry: whether the metadata has a `<device uuid= parent= type=>` for it (False: a managed hostdev without
+    metadata, e.g. one mdevctl defines)."""
+
+    uuid: str
+    parent: str = ""
+    type: str = ""
+    attrs: tuple[tuple[str, str], ...] = ()
+    hostdev: str | None = "yes"
+    entry: bool = True
+    model: str = "vfio-pci"
+
+
+@dataclass(frozen=True)
+class VgpuEntry:
+    """A `<device kind="nvidia-vf" parent= type=/>` metadata entry (no hostdev: see PciHostdev)."""
+
+    parent: str
+    type: str
+
+
+@dataclass(frozen=True)
+class PciHostdev:
+    """A `<hostdev type='pci'>` on a PCI address given as sysfs names it (DDDD:BB:SS.F)."""
+
+    address: str
+    managed: str = "yes"
+
+
+
+def mdev(uuid: str, parent: str, type_: str, *attrs: tuple[str, str]) -> Mdev:
+    """A managed mdev hostdev with its metadata entry (and <attr> children in this order)."""
+    return Mdev(uuid, parent, type_, tuple(attrs))
+
+
+def unmanaged(uuid: str) -> Mdev:
+    """A managed='no' mdev hostdev and no metadata entry: the user's own device."""
+    return Mdev(uuid, hostdev="no", entry=False)
+
+
+def no_metadata(uuid: str) -> Mdev:
+    """A managed='yes' mdev hostdev with no metadata entry."""
+    return Mdev(uuid, entry=False)
+
+
+def unused_entry(uuid: str, parent: str, type_: str) -> Mdev:
+    """A metadata entry with no hostdev."""
+    return Mdev(uuid, parent, type_, hostdev=None)
+
+
+def pci_address(address: str) -> str:
+    """libvirt's <address> of a PCI device: domain='0x0000' bus='0x41' slot='0x00' function='0x4'."""
+    dom, bus, rest = address.split(":")
+    slot, fn = rest.split(".")
+    return f"<address domain='0x{dom}' bus='0x{bus}' slot='0x{slot}' function='0x{fn}'/>"
+
+
+def _entry(item: Mdev | VgpuEntry, p: str) -> str:
+    if isinstance(item, VgpuEntry):
+        return f"<{p}device kind=\"nvidia-vf\" parent={quoteattr(item.parent)} type={quoteattr(item.type)}/>"
+    head = f"<{p}device uuid={quoteattr(item.uuid)} parent={quoteattr(item.parent)} type={quoteattr(item.type)}"
+    if not item.attrs:
+        return head + "/>"
+    attrs = "".join(f"<{p}attr name={quoteattr(n)} value={quoteattr(v)}/>" for n, v in item.attrs)
+    return f"{head}>{attrs}</{p}device>"
+
+
+def _hostdev(item: Mdev | PciHostdev) -> str:
+    if isinstance(item, PciHostdev):
+        return (f"<hostdev mode='subsystem' type='pci' managed='{item.managed}'>"
+                f"<source>{pci_address(item.address)}</source></hostdev>")
+    return (f"<hostdev mode='subsystem' type='mdev' managed='{item.hostdev}' model='{item.model}' display='off'>"
+            f"<source><address uuid='{item.uuid}'/></source></hostdev>")
+
+
+def domain_xml(name: str, uuid: str, items: Sequence[Mdev | VgpuEntry | PciHostdev] = (), *, prefixed: bool = True,
+               metadata: bool | None = None, extra_metadata: str = "") -> bytes:
+    """The domain XML. prefixed: entries are `<mdev:device>` (what `virsh metadata --set` writes) or plain
+    `<device>` (hand-written) inside `<mdev:mdevs xmlns:mdev=...>`. metadata: force our metadata element on
+    (True) or off (False); by default it is there when an item has an entry. extra_metadata: raw XML put inside
+    our element after the entries."""
+    p = "mdev:" if prefixed else ""
+    entries = "".join(_entry(i, p) for i in items
+                      if isinstance(i, VgpuEntry) or (isinstance(i, Mdev) and i.entry))
+    hostdevs = "".join(_hostdev(i) for i in items
+                       if isinstance(i, PciHostdev) or (isinstance(i, Mdev) and i.hostdev is not None))
+    with_meta = bool(entries or extra_metadata) if metadata is None else metadata
+    meta = (f"  <metadata>\n    <mdev:mdevs xmlns:mdev=\"{NS}\">{entries}{extra_metadata}</mdev:mdevs>\n"
+            "  </metadata>\n") if with_meta else ""
+    return (f"<domain type='kvm'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n{meta}"
+            "  <memory unit='KiB'>65536</memory>\n"
+            "  <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type></os>\n"
+            f"  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>{hostdevs}</devices>\n"
+            "</domain>\n").encode()
