@@ -51,6 +51,7 @@ setup() {
     fi
     modprobe mtty 2>/dev/null || insmod "/lib/modules/$(uname -r)/extra/mtty.ko" || fail "loading mtty.ko failed"
     [ -d "$TYPES/mtty-2" ] || fail "$TYPES/mtty-2 missing after loading mtty"
+    # the same on 5.10 (mtty's own attribute, (24 - used) / ports) and 6.1/6.12 (the core asks mtty)
     [ "$(avail mtty-1)" = 24 ] && [ "$(avail mtty-2)" = 12 ] \
         || fail "unexpected mtty pool: mtty-1 $(avail mtty-1), mtty-2 $(avail mtty-2) (expected 24, 12)"
     note "modules loaded in $(since "$t")s: $(lsmod | awk 'NR>1 && /^(mtty|mdev|vfio)/ {print $1}' | xargs)"

@@ -1,5 +1,6 @@
 # g. dry_run = true: the hook validates and logs would_create but creates nothing, so libvirt itself
-# refuses the start because the mdev does not exist.
+# refuses the start because the mdev does not exist. The wording is the same in libvirt 7.0 (bullseye), 9.0
+# (bookworm) and 11.3 (trixie): "device not found: mediated device '<uuid>' not found".
 write_config "dry_run = true"
 U=$(new_uuid)
 define_domain vm-g "mtty-2=$U"

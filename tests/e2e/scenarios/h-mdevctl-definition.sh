@@ -1,7 +1,8 @@
 # h. A host that already uses mdevctl: a device defined with the real `mdevctl define` (persistent, start
 # manual, not started) and a domain whose managed hostdev has no mdev-hooks metadata. The hook creates the device
 # from the definition before qemu starts and removes it at destroy; the definition stays; `mdevctl list` sees
-# the device while it runs.
+# the device while it runs. mdevctl 0.81 (bullseye, bash + jq), 1.2.0 (bookworm) and 1.4.0 (trixie) write the
+# same definition file ({"mdev_type", "start", "attrs"}) and all list a running device by its UUID.
 U=$(new_uuid)
 mdevctl define -u "$U" -p mtty -t mtty-2 || fail "mdevctl define failed"
 [ -f "/etc/mdevctl.d/mtty/$U" ] || fail "mdevctl wrote no /etc/mdevctl.d/mtty/$U"
