@@ -296,9 +296,11 @@ def main(argv: list[str]) -> int:
             print(f"demo: kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    if clean:
+    if clean and st.entered:
         daemon = "stopped the libvirtd/virtlogd it started" if st.started else "libvirtd left running, reloaded"
         print(f"demo: cleaned up: {daemon}, hook and config restored, fake unmounted")
+    elif clean:
+        print("demo: cleaned up: libvirtd and /etc as they were, fake unmounted")
     else:
         print("demo: the cleanup failed (above): check `mount | grep fuse`, /etc/libvirt/hooks, /etc/mdev-hooks, "
               "`pgrep libvirtd`", file=sys.stderr)
