@@ -316,8 +316,14 @@ class DaemonLog:
         assert r.rc == 0, str(r)
         return r.stdout.split(":", 1)[1].strip()
 
+    @staticmethod
+    def unwrap_filters(shown: str) -> str:
+        """The filters as they were set: libvirt shows each one's match as `*match*` (it adds the stars when it
+        parses a filter), so setting what it shows would add two more stars at every save and restore."""
+        return " ".join(re.sub(r"^(\d+:\+?)\*(.*)\*$", r"\1\2", f) for f in shown.split())
+
     def enable(self) -> None:
-        self._saved = (self._setting("filters"), self._setting("outputs"))
+        self._saved = (self.unwrap_filters(self._setting("filters")), self._setting("outputs"))
         for argv in (["daemon-log-filters", "1:util.hook"],
                      ["daemon-log-outputs", f"{self._saved[1]} 1:file:{self.path}".strip()]):
             r = run(["virt-admin", *argv], timeout=30)
