@@ -20,11 +20,13 @@ import sys
 import tempfile
 import time
 import uuid as uuidlib
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "libvirt")]
@@ -56,9 +58,31 @@ def say(text: str) -> None:
 # ---------------------------------------------------------------- signals: cleanup runs once, to its end
 
 
-def _interrupted(signum: int, frame: FrameType | None) -> NoReturn:
+_deferring = False
+_pending: list[int] = []
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    if _deferring:
+        _pending.append(signum)
+        return
     shield()
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A signal during a setup step (mounting the fake, starting libvirtd) takes effect when the step is complete,
+    so what it started is known to the cleanup (and not, say, a daemon that comes up after the cleanup ran)."""
+    global _deferring
+    _deferring = True
+    try:
+        yield
+    finally:
+        _deferring = False
+    if _pending:
+        shield()
+        raise KeyboardInterrupt(signal.Signals(_pending[0]).name)
 
 
 def arm() -> None:
@@ -243,22 +267,25 @@ def demo(profile: str, work: Path, st: State) -> None:
     """The fake, then the libvirtd session (/etc saved, daemon started or log settings changed), then the domain;
     each undone by the layer that set it up."""
     say(f"mount the FUSE fake of mdev sysfs, profile {profile}, at {work / 'sysfs'}")
-    fs = FakeSysfs(profile, work).start()  # a RuntimeError here has nothing mounted, nothing to undo
-    try:
+    fs = FakeSysfs(profile, work)
+    with ExitStack() as stack:
+        stack.callback(fs.stop)
+        with deferred():
+            fs.start()  # on its own failure it has unmounted already
         say("start libvirtd (if needed) and install the hook + /etc/mdev-hooks/config.toml")
-        with lvlab.daemon_session(work, clear=False) as dlog:
-            st.entered, st.started = True, dlog.started
-            try:
-                st.rc = run_domain(profile, work, fs, dlog)
-            except KeyboardInterrupt:
-                print("demo: interrupted", file=sys.stderr)
-                st.rc = 130
-            except ERRORS as e:
-                print(f"demo: {e}", file=sys.stderr)
-                st.rc = 1
-    finally:
-        shield()
-        fs.stop()
+        with deferred():
+            dlog = stack.enter_context(lvlab.daemon_session(work, clear=False))
+        st.entered, st.started = True, dlog.started
+        try:
+            st.rc = run_domain(profile, work, fs, dlog)
+        except KeyboardInterrupt:
+            print("demo: interrupted", file=sys.stderr)
+            st.rc = 130
+        except ERRORS as e:
+            print(f"demo: {e}", file=sys.stderr)
+            st.rc = 1
+        finally:
+            shield()
 
 
 ERRORS = (DemoError, AssertionError, RuntimeError, OSError, subprocess.SubprocessError, ValueError)
