@@ -1,5 +1,6 @@
 """scripts/demo without libvirtd: the wrapper's arguments, the verdict's exit status, the domain made for a profile
-without an example. The demo itself (real libvirtd, /etc) is run by hand: `bash scripts/demo --no-setup`."""
+without an example, the lab's daemon-log helpers it reads libvirtd with. The demo itself (real libvirtd, /etc) is run
+by hand: `bash scripts/demo --no-setup`."""
 
 from __future__ import annotations
 
@@ -88,3 +89,21 @@ def test_domain_for_a_profile_without_example(demo: ModuleType, fakesysfs: Calla
     assert (Path(fs.root) / "class/mdev_bus" / dom.mdev.parent / "mdev_supported_types" / dom.mdev.type).is_dir()
     assert dom.mdev.uuid == U  # the template's device UUID: the hostdev and the metadata still agree
     assert dom.xml.read_text().count(U) == 2
+
+
+def test_daemon_log_helpers_the_demo_uses(demo: ModuleType, tmp_path: Path) -> None:
+    lvlab = demo.lvlab
+    log = tmp_path / "libvirtd-hooks.log"
+    log.write_text(
+        "2026-12-02 07:44:01.100+0000: 26242: debug : virHookCheck:163 : Found hook script /etc/libvirt/hooks/qemu\n"
+        "2026-12-02 07:44:02.250+0000: 26242: debug : virRunScript:279 : Calling hook /etc/libvirt/hooks/qemu "
+        "id=gvtg-desktop op=prepare subop=begin extra=-\n"
+        "2026-12-02 07:44:02.900+0000: 26245: debug : virRunScript:279 : Calling hook /etc/libvirt/hooks/qemu "
+        "id=other op=prepare subop=begin extra=-\n")
+    calls = lvlab.DaemonLog(log).timed_calls(0, "gvtg-desktop")
+    assert [(c.hook, c.op, c.subop, c.extra) for c in calls] == [
+        (Path("/etc/libvirt/hooks/qemu"), "prepare", "begin", "-")]
+    assert calls[0].time == pytest.approx(1796197442.25)
+    # libvirt shows a filter set as 1:util.hook as 1:*util.hook*: what is saved must set the same filter again
+    assert lvlab.DaemonLog.unwrap_filters("1:*util.hook* 3:+*remote* ") == "1:util.hook 3:+remote"
+    assert lvlab.DaemonLog.unwrap_filters("") == ""
