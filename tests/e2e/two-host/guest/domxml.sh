@@ -4,6 +4,7 @@
 #   managed   : managed='yes' on the hostdev (default managed='no')
 #   trace     : qemu:commandline -trace 'vfio_*' (qemu trace events to the domain log)
 #   noalias   : no <alias> on the hostdev
+#   nodirty   : (with override) also x-device-dirty-page-tracking=off
 U=${U:-5ae5b2b4-6d4b-4a8e-9f1b-0c3e7a5d2a11}
 NAME=${NAME:-vm}
 V=" $* "
@@ -54,6 +55,9 @@ cat <<X
     <qemu:device alias='ua-mdev0'>
       <qemu:frontend>
         <qemu:property name='enable-migration' type='string' value='on'/>
+X
+on nodirty && echo "        <qemu:property name='x-device-dirty-page-tracking' type='string' value='off'/>"
+cat <<X
       </qemu:frontend>
     </qemu:device>
   </qemu:override>

@@ -14,7 +14,7 @@ echo "== $(hostname) $(date +%T.%N): virsh ${args[*]}"
 t0=$(date +%s.%N)
 virsh "${args[@]}"; rc=$?
 t1=$(date +%s.%N)
-echo "== rc=$rc time=$(echo "$t1 - $t0" | bc)s at $(date +%T.%N)"
+echo "== rc=$rc time=$(awk -v a=$t0 -v b=$t1 "BEGIN{printf \"%.2f\", b-a}")s at $(date +%T.%N)"
 echo "-- local (source) list:"; virsh list --all
 echo "-- destination list:"; virsh -c "qemu+tcp://$DEST/system" list --all
 virsh -c "qemu+tcp://$DEST/system" domstate --reason "$NAME" 2>&1
