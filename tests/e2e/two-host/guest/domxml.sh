@@ -4,7 +4,7 @@
 #   managed   : managed='yes' on the hostdev (default managed='no')
 #   trace     : qemu:commandline -trace 'vfio_*' (qemu trace events to the domain log)
 #   noalias   : no <alias> on the hostdev
-#   nodirty   : (with override) also x-device-dirty-page-tracking=off
+#   nodirty   : override x-device-dirty-page-tracking=off (needed with qemu 10.0, see docs/notes/migration-lab.md)
 U=${U:-5ae5b2b4-6d4b-4a8e-9f1b-0c3e7a5d2a11}
 NAME=${NAME:-vm}
 V=" $* "
@@ -49,18 +49,14 @@ cat <<X
   </qemu:commandline>
 X
 fi
-if on override; then
-cat <<X
-  <qemu:override>
-    <qemu:device alias='ua-mdev0'>
-      <qemu:frontend>
-        <qemu:property name='enable-migration' type='string' value='on'/>
-X
+if on override || on nodirty; then
+echo "  <qemu:override>"
+echo "    <qemu:device alias='ua-mdev0'>"
+echo "      <qemu:frontend>"
+on override && echo "        <qemu:property name='enable-migration' type='string' value='on'/>"
 on nodirty && echo "        <qemu:property name='x-device-dirty-page-tracking' type='string' value='off'/>"
-cat <<X
-      </qemu:frontend>
-    </qemu:device>
-  </qemu:override>
-X
+echo "      </qemu:frontend>"
+echo "    </qemu:device>"
+echo "  </qemu:override>"
 fi
 echo "</domain>"
