@@ -15,4 +15,9 @@ systemctl start libvirtd.service 2>&1
 systemctl is-active libvirtd.service libvirtd-tcp.socket 2>&1 | paste -sd' '
 ss -Htlnp | grep -E '1650|libvirt' || true
 virsh -c qemu:///system uri
+# the agent of an image built before the eth0 wait may have missed eth0: configure it here if needed
+if ! ip -4 -o addr show eth0 2>/dev/null | grep -q 169.254; then
+    for _ in $(seq 60); do [ -e /sys/class/net/eth0 ] && break; sleep 0.5; done
+    ip link set eth0 up; ip addr add "$(cat /mnt/share/ip)" dev eth0 && echo "eth0 configured by setup.sh"
+fi
 ip -br addr show eth0
