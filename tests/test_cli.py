@@ -35,7 +35,9 @@ def world(fakesysfs: Callable[..., Any], tmp_path: Path) -> World:
 def test_console_script_is_the_installed_entry_point() -> None:
     assert CLI.exists(), f"{CLI}: run `pip install -e .` (scripts/setup)"
     r = subprocess.run([str(CLI), "--version"], capture_output=True, text=True, check=False)
-    assert (r.returncode, r.stdout.strip()) == (0, "mdev-hooks 0.1.0")
+    from mdev_hooks import __version__
+
+    assert (r.returncode, r.stdout.strip()) == (0, f"mdev-hooks {__version__}")
 
 
 @pytest.mark.parametrize("command", ["install", "uninstall", "plan", "status", "gc", "types", "add", "drop"])

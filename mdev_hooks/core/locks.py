@@ -21,19 +21,29 @@ def lock_path(lock_dir: str, parent: str) -> str:
     return os.path.join(lock_dir, parent + ".lock")
 
 
-def _file_lock(cls: Any, path: str, timeout: float) -> Any:
-    """A FileLock whose file is 0600: filelock >= 3.10 takes `mode`; older ones get the file made 0600 first."""
+def _takes_mode(filelock: Any) -> bool:
+    """filelock >= 3.10 takes `mode`. Decided by the version, not by catching TypeError: before 3.10 a FileLock
+    whose __init__ raised still runs __del__, which prints a traceback on the hook's stderr."""
     try:
-        return cls(path, timeout=timeout, mode=0o600)
-    except TypeError:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        os.close(fd)
-        return cls(path, timeout=timeout)
+        major, minor = (int(x) for x in str(filelock.__version__).split(".")[:2])
+    except (AttributeError, ValueError):
+        return True
+    return (major, minor) >= (3, 10)
+
+
+def _file_lock(filelock: Any, path: str, timeout: float) -> Any:
+    """A FileLock whose file is 0600: with `mode` where filelock has it, else made 0600 before filelock opens it."""
+    if _takes_mode(filelock):
+        return filelock.FileLock(path, timeout=timeout, mode=0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    return filelock.FileLock(path, timeout=timeout)
 
 
 @contextmanager
 def parent_locks(lock_dir: str, parents: Iterable[str], timeout: float, log: Any) -> Iterator[None]:
-    from filelock import FileLock, Timeout
+    import filelock
+    from filelock import Timeout
 
     wanted = sorted(set(parents))
     if not wanted:
@@ -45,9 +55,9 @@ def parent_locks(lock_dir: str, parents: Iterable[str], timeout: float, log: Any
             path = lock_path(lock_dir, parent)
             if os.path.islink(path):
                 raise HookError(f"lock file {path} is a symlink; refusing to use it")
-            lock = _file_lock(FileLock, path, timeout)
             t0 = time.monotonic()
             try:
+                lock = _file_lock(filelock, path, timeout)
                 lock.acquire()
             except Timeout:
                 log.warning("lock.timeout", parent=parent, lock=path, timeout_s=timeout)

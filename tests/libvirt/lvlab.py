@@ -16,6 +16,7 @@ import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,13 +180,18 @@ def hook_path(layout: str) -> Path:
     return HOOKS_DIR / "qemu" if layout == "qemu" else HOOKS_DIR / "qemu.d" / QEMU_D_NAME
 
 
+def install_command(layout: str) -> list[str]:
+    """`mdev-hooks install --no-extras [--qemu-d]` into /etc with this interpreter (the hook's first line names
+    it); --no-extras: no man page, completion or logrotate snippet on the host."""
+    return [sys.executable, "-m", "mdev_hooks.admin.cli", "install", "--no-extras", "--hooks-dir", str(HOOKS_DIR),
+            "--config-dir", str(CONFIG_DIR)] + (["--qemu-d"] if layout == "qemu.d" else [])
+
+
 def install_hook(layout: str) -> Path:
     """Install the hook as an admin would: `mdev-hooks install [--qemu-d]` with this interpreter (first line
     `#!<sys.executable> -I`). Falls back to copying hooks/qemu the same way if the command is missing."""
     dest = hook_path(layout)
-    argv = [sys.executable, "-m", "mdev_hooks.admin.cli", "install", "--no-extras", "--hooks-dir", str(HOOKS_DIR),
-            "--config-dir", str(CONFIG_DIR)] + (["--qemu-d"] if layout == "qemu.d" else [])
-    r = run(argv, timeout=120)
+    r = run(install_command(layout), timeout=120)
     if r.rc == 0:
         assert dest.is_file() and os.access(dest, os.X_OK), f"{r}\n{dest} not installed"
         return dest
@@ -218,8 +224,11 @@ def write_config(sysfs_root: Path | str, workdir: Path, **extra: Any) -> dict[st
 
 
 @contextmanager
-def saved_host_state(backup_root: Path) -> Iterator[None]:
-    """Move /etc/libvirt/hooks and /etc/mdev-hooks aside, give the tests empty ones, put the originals back."""
+def saved_host_state(backup_root: Path, clear: bool = True) -> Iterator[None]:
+    """Move /etc/libvirt/hooks and /etc/mdev-hooks aside, give the tests empty ones, put the originals back.
+
+    clear=False (the demo): copy them aside but leave them in place (an admin's own hooks keep running), and put
+    the copies back all the same."""
     saved: dict[Path, Path | None] = {}
     for d in (HOOKS_DIR, CONFIG_DIR):
         if d.exists():
@@ -229,9 +238,10 @@ def saved_host_state(backup_root: Path) -> Iterator[None]:
             saved[d] = dest
         else:
             saved[d] = None
-    shutil.rmtree(CONFIG_DIR, ignore_errors=True)
-    remove_hooks()
-    HOOKS_DIR.mkdir(parents=True, exist_ok=True)
+    if clear:
+        shutil.rmtree(CONFIG_DIR, ignore_errors=True)
+        remove_hooks()
+        HOOKS_DIR.mkdir(parents=True, exist_ok=True)
     try:
         yield
     finally:
@@ -275,16 +285,30 @@ class HookLog:
         return [e["op"] for e in self.since(mark, "hook.invoked", domain) if e.get("op") in ("prepare", "release")]
 
 
+@dataclass(frozen=True)
+class HookCall:
+    """One hook run in libvirtd's log: when (seconds since the epoch), which script, op, subop, extra."""
+
+    time: float
+    hook: Path
+    op: str
+    subop: str
+    extra: str
+
+
 class DaemonLog:
     """libvirtd's own record of hook activity: `virt-admin` turns on debug logging of util.hook into a file of
     ours while the daemon runs (no restart, no libvirtd.conf change). It shows every rescan of the hooks
     directory (virHookCheck) and every hook run (`Calling hook PATH id=DOMAIN op=OP subop=SUBOP extra=X`)."""
 
     CALL = re.compile(r"Calling hook (\S+) id=(\S+) op=(\S+) subop=(\S+) extra=(\S*)")
+    # "2026-11-25 18:41:32.288+0000: 5983: debug : virRunScript:279 : Calling hook PATH id=..."
+    TIMED_CALL = re.compile(r"^(\S+ \S+): \d+: debug : \S+ : " + CALL.pattern, re.MULTILINE)
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._saved: tuple[str, str] | None = None
+        self.started = False  # daemon_session started the daemon (and will stop it)
 
     @staticmethod
     def _setting(what: str) -> str:
@@ -292,8 +316,14 @@ class DaemonLog:
         assert r.rc == 0, str(r)
         return r.stdout.split(":", 1)[1].strip()
 
+    @staticmethod
+    def unwrap_filters(shown: str) -> str:
+        """The filters as they were set: libvirt shows each one's match as `*match*` (it adds the stars when it
+        parses a filter), so setting what it shows would add two more stars at every save and restore."""
+        return " ".join(re.sub(r"^(\d+:\+?)\*(.*)\*$", r"\1\2", f) for f in shown.split())
+
     def enable(self) -> None:
-        self._saved = (self._setting("filters"), self._setting("outputs"))
+        self._saved = (self.unwrap_filters(self._setting("filters")), self._setting("outputs"))
         for argv in (["daemon-log-filters", "1:util.hook"],
                      ["daemon-log-outputs", f"{self._saved[1]} 1:file:{self.path}".strip()]):
             r = run(["virt-admin", *argv], timeout=30)
@@ -322,6 +352,11 @@ class DaemonLog:
         """`op subop` of every hook run libvirtd made for domain since mark (of `hook` only, if given)."""
         return [f"{m[3]} {m[4]}" for m in self.CALL.finditer(self.text(mark))
                 if m[2] == domain and (hook is None or m[1] == str(hook))]
+
+    def timed_calls(self, mark: int, domain: str) -> list[HookCall]:
+        """Every hook run libvirtd made for domain since mark, with libvirtd's timestamp of it."""
+        return [HookCall(datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S.%f%z").timestamp(), Path(m[2]), m[4], m[5], m[6])
+                for m in self.TIMED_CALL.finditer(self.text(mark)) if m[3] == domain]
 
     def reload(self, timeout: float = 15.0) -> str:
         """SIGHUP libvirtd and wait until its rescan of the hooks directory has passed the qemu driver (the
@@ -422,32 +457,44 @@ class Lab:
 
 
 @contextmanager
-def daemon_session(workdir: Path) -> Iterator[DaemonLog]:
+def daemon_session(workdir: Path, clear: bool = True) -> Iterator[DaemonLog]:
     """The system libvirtd for a test session or a benchmark: /etc's hook and config dirs saved to `workdir` and
     put back, the daemon started if it was not running (and stopped after), its hook-call log on (in `workdir`),
     test domains and our hooks removed at both ends. A daemon we did not start is reloaded, so it forgets our
-    hook, and gets its own log settings back."""
-    with saved_host_state(workdir):
-        started = ctl("status").rc != 0
-        if started:
-            r = ctl("start")
-            assert r.rc == 0, str(r)
-        dlog = DaemonLog(workdir / "libvirtd-hooks.log")
-        try:
-            dlog.enable()
-            set_daemon_log(dlog)
-            cleanup_test_domains()
-            yield dlog
-        finally:
-            cleanup_test_domains()
-            remove_hooks()
+    hook, and gets its own log settings back.
+
+    clear=False (the demo): /etc's dirs stay as they are during the session (see saved_host_state), and a daemon
+    we did not start is reloaded only once they are back, so it finds the admin's own hooks again."""
+    dlog = DaemonLog(workdir / "libvirtd-hooks.log")
+    reload_after = False  # clear=False and a daemon we did not start
+    try:
+        with saved_host_state(workdir, clear=clear):
+            started = dlog.started = ctl("status").rc != 0
+            reload_after = not clear and not started
             if started:
-                r = ctl("stop")
+                r = ctl("start")
                 assert r.rc == 0, str(r)
-            else:
+            try:
+                dlog.enable()
+                set_daemon_log(dlog)
+                cleanup_test_domains()
+                yield dlog
+            finally:
+                cleanup_test_domains()
+                remove_hooks()
+                if started:
+                    r = ctl("stop")
+                    assert r.rc == 0, str(r)
+                elif clear:
+                    reload_daemon()
+                    dlog.restore()
+    finally:
+        if reload_after:
+            try:
                 reload_daemon()
+            finally:
                 dlog.restore()
-            set_daemon_log(None)
+        set_daemon_log(None)
 
 
 @contextmanager
