@@ -16,7 +16,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from mdev_hooks.admin.manpage import common_options, load_parser, own_actions, subcommands
+from mdev_hooks.admin.manpage import common_options, load_parser, own_actions, subcommands, write_output
 
 # what completes an argument's value, by its dest; see value_kind() for the rest
 _BY_DEST = {"domain": "domain", "parent": "parent", "type": "type", "vf": "vf", "xml": "xmlfile"}
@@ -249,12 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--parser", required=True, metavar="MODULE:FUNCTION", help="function returning the parser")
     ap.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     args = ap.parse_args(argv)
-    text = render(load_parser(args.parser))
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
+    write_output(render(load_parser(args.parser)), args.output)
     return 0
 
 

@@ -310,13 +310,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         module, _, name = args.config_text.partition(":")
         value = getattr(importlib.import_module(module), name)
         config_text = str(value() if callable(value) else value)
-    text = render(load_parser(args.parser), __version__, build_date(), config_text)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
+    write_output(render(load_parser(args.parser), __version__, build_date(), config_text), args.output)
+    return 0
+
+
+def write_output(text: str, path: str | None) -> None:
+    """The generated file into `path`, or stdout (shared with completion.py's command)."""
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
             f.write(text)
     else:
         sys.stdout.write(text)
-    return 0
 
 
 if __name__ == "__main__":

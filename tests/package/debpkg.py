@@ -14,11 +14,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+def cannot_run(reason: str) -> None:
+    """Skip locally; under CI a tier that cannot run is a failure, never a skip counted as a pass."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; CI=true, so this is a failure, not a skip")
+    pytest.skip(reason)
+
+
 def require_root_and_apt() -> None:
     if os.geteuid() != 0:
-        pytest.skip("the package tests need root (apt-get installs the build tools; dpkg in a chroot)")
+        cannot_run("the package tests need root (apt-get installs the build tools; dpkg in a chroot)")
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        pytest.skip("the package tests need a Debian system (apt-get, dpkg-deb)")
+        cannot_run("the package tests need a Debian system (apt-get, dpkg-deb)")
 
 
 def ensure_commands(packages: dict[str, str]) -> None:

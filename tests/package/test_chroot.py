@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from debchroot import Chroot
-from debpkg import Built, require_root_and_apt
+from debpkg import Built, cannot_run, require_root_and_apt
 
 pytestmark = pytest.mark.package
 
@@ -48,7 +48,7 @@ sleep 0.5
 def chroot(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chroot]:
     require_root_and_apt()
     if shutil.which("unshare") is None:
-        pytest.skip("needs unshare (util-linux)")
+        cannot_run("needs unshare (util-linux)")
     root = Chroot(str(tmp_path_factory.mktemp("chroot") / "root"))
     os.makedirs(root.path("/tmp/pkg"), exist_ok=True)
     shutil.copy(built.deb, root.path("/tmp/pkg/"))
