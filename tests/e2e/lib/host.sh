@@ -17,13 +17,19 @@ ALL_RELEASES=(bullseye bookworm trixie)
 #   REL_GLIBC   the guest's glibc minor (2.REL_GLIBC): the newest manylinux tag its pip accepts
 #   REL_SRC     the kernel source package mtty.c comes from (the same upstream series as the guest's kernel)
 #   REL_EXTRA   guest packages beyond the common list
+#   REL_DEB_DEPS  the Debian package's dependencies, only downloaded into the image's apt cache (not installed,
+#               apt lists kept): the guest installs mdev-hooks_*.deb with apt, offline, which must resolve and
+#               install them itself. Empty: the release installs the project with pip into a venv (bullseye:
+#               its python3-structlog 20.1 is older than the code supports).
 release_vars() {
     case "$1" in
-    bullseye) REL_PY=3.9 REL_PYFULL=3.9.2 REL_GLIBC=31 REL_SRC=linux-source-5.10 REL_EXTRA=() ;;
-    bookworm) REL_PY=3.11 REL_PYFULL=3.11.2 REL_GLIBC=36 REL_SRC=linux-source-6.1 REL_EXTRA=() ;;
+    bullseye) REL_PY=3.9 REL_PYFULL=3.9.2 REL_GLIBC=31 REL_SRC=linux-source-5.10 REL_EXTRA=() REL_DEB_DEPS=() ;;
+    bookworm) REL_PY=3.11 REL_PYFULL=3.11.2 REL_GLIBC=36 REL_SRC=linux-source-6.1 REL_EXTRA=()
+        REL_DEB_DEPS=(python3-lxml python3-filelock python3-structlog) ;;
     # trixie: libvirt-daemon-system is a metapackage over the split drivers; name what the tier uses
     trixie) REL_PY=3.13 REL_PYFULL=3.13.5 REL_GLIBC=41 REL_SRC=linux-source-6.12
-        REL_EXTRA=(libvirt-daemon libvirt-daemon-driver-qemu) ;;
+        REL_EXTRA=(libvirt-daemon libvirt-daemon-driver-qemu)
+        REL_DEB_DEPS=(python3-lxml python3-filelock python3-structlog) ;;
     *) die "unknown release '$1' (have: ${ALL_RELEASES[*]})" ;;
     esac
     REL_ABI=cp${REL_PY/./}
@@ -174,7 +180,7 @@ image_key() {
     kern=$(archive_version "$rel" linux-image-amd64)
     [ -n "$src" ] && [ "$src" != "(none)" ] || die "cannot tell $REL_SRC's version in $rel's archive"
     {
-        echo "recipe-v2 $rel"
+        echo "recipe-v3 $rel"
         (cd "$E2E_DIR" && find build-image image lib/wheelhouse.py -type f -print0 | sort -z | xargs -0 sha256sum)
         declare -f release_vars archive_apt fetch_mtty_c detect_mirrors
         project_deps
