@@ -1,12 +1,15 @@
 # shellcheck shell=bash
 # Guest-side helpers for the e2e scenarios (sourced by guest/test.sh and by every scenario).
 # Runs inside the TCG guest as root, with the real kernel, mtty.ko, libvirtd and the project's hook.
+# How the project is installed depends on the release (install_mdev_hooks): bookworm and trixie install the
+# project's .deb with apt (the distro's python3 and python3-lxml/-filelock/-structlog), bullseye a venv with pip.
 
 export LIBVIRT_DEFAULT_URI=qemu:///system
 export LC_ALL=C.UTF-8
 SHARE=${SHARE:-/mnt/share}
 OUT=${OUT:-$SHARE/out}
 VENV=/opt/mdev-hooks
+HOOK=/etc/libvirt/hooks/qemu.d/50-mdev-hooks
 TYPES=/sys/class/mdev_bus/mtty/mdev_supported_types
 DEVICES=/sys/bus/mdev/devices
 HOOK_LOG=/var/log/mdev-hooks.log
@@ -38,16 +41,22 @@ kernel_before() { [ "$KMAJ" -lt "$1" ] || { [ "$KMAJ" -eq "$1" ] && [ "$KMIN" -l
 legacy_mdev() { kernel_before 6 1; }
 LIBVIRT_VERSION=$(libvirtd --version 2>/dev/null | awk '{print $NF}')
 MDEVCTL_VERSION=$(dpkg-query -W -f='${Version}' mdevctl 2>/dev/null)
+# deb: the project's .deb, installed by apt with the distro's python3 and libraries; venv: pip into $VENV (bullseye,
+# whose python3-structlog 20.1 is older than the code supports). MDEV_HOOKS_INSTALL overrides.
+case "${MDEV_HOOKS_INSTALL:-$RELEASE}" in
+deb | bookworm | trixie) INSTALL_KIND=deb HOOK_PY=/usr/bin/python3 ;;
+*) INSTALL_KIND=venv HOOK_PY=$VENV/bin/python3 ;;
+esac
 
 versions() { # one line: what this guest runs
     local os py lv qv kv mv
     os=$(. /etc/os-release && echo "Debian $(cat /etc/debian_version) ($VERSION_CODENAME)")
-    py=$("$VENV/bin/python3" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '?')
+    py=$("$HOOK_PY" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '?')
     lv=$LIBVIRT_VERSION
     qv=$(qemu-system-x86_64 --version | head -n1 | sed 's/^QEMU emulator version //')
     kv="$(uname -r) ($(dpkg-query -W -f='${Version}' "linux-image-$(uname -r)" 2>/dev/null))"
     mv=$MDEVCTL_VERSION
-    echo "versions: $os; kernel $kv; python $py; libvirt $lv; qemu $qv; mdevctl $mv"
+    echo "versions: $os; kernel $kv; python $py ($INSTALL_KIND); libvirt $lv; qemu $qv; mdevctl $mv"
 }
 
 # --- sysfs ---
@@ -237,4 +246,121 @@ write_config() { # extra TOML lines
         echo "# lock_dir=/run/lock/mdev-hooks, log_file=/var/log/mdev-hooks.log)"
         printf '%s\n' "$@"
     } > "$CONFIG"
+}
+
+# libvirt_daemon: the unit of the libvirt daemon that runs qemu domains here (virtqemud if the modular daemons run).
+libvirt_daemon() {
+    if systemctl is-active --quiet virtqemud.service; then echo virtqemud; else echo libvirtd; fi
+}
+
+# assert_libvirt_calls_hook: the running libvirt daemon calls our hook. A domain whose metadata names one
+# device twice is refused by the hook at prepare, before any qemu starts, with its one line.
+assert_libvirt_calls_hook() {
+    local u
+    u=$(new_uuid)
+    cat > "$SCRATCH/hookcheck.xml" <<XML
+<domain type='qemu'>
+  <name>hookcheck</name>
+  <memory unit='MiB'>96</memory>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <metadata>
+    <mdev:mdevs xmlns:mdev="urn:mdev-hooks:domain:1">
+      <mdev:device uuid="$u" parent="mtty" type="mtty-1"/>
+      <mdev:device uuid="$u" parent="mtty" type="mtty-2"/>
+    </mdev:mdevs>
+  </metadata>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'><source><address uuid='$u'/></source></hostdev>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+XML
+    virsh define "$SCRATCH/hookcheck.xml" > /dev/null || fail "virsh define hookcheck failed"
+    vstart hookcheck --paused
+    virsh undefine hookcheck > /dev/null 2>&1 || true
+    [ "$VRC" != 0 ] || fail "a domain the hook must refuse started: $(libvirt_daemon) does not call $HOOK"
+    hook_reason
+    assert_no_mdev "$u"
+    ok "$(libvirt_daemon) calls the hook (it refused a domain with a doubled device)"
+}
+
+# install_mdev_hooks: install the project the way this release's users would, so that afterwards `mdev-hooks` is
+# on PATH, the hook is $HOOK, the config $CONFIG, and the running libvirt daemon calls the hook. Call it once
+# libvirtd answers (its postinst, or the reload here, must find it running).
+#   deb  (bookworm, trixie): apt-get install ./mdev-hooks_*.deb from $SHARE/deb: apt resolves the
+#        distro's python3-lxml/-filelock/-structlog from the image's lists and cache (no network, no pip); the
+#        package's postinst reloads libvirtd itself and says so; its pid shows it was reloaded, not restarted.
+#   venv (bullseye): pip install $SHARE/wheel/*.whl into $VENV (offline, /opt/wheelhouse), `mdev-hooks install
+#        --qemu-d` (hook, config, man page, completion, logrotate snippet), /usr/local/bin/mdev-hooks, reload.
+install_mdev_hooks() {
+    local t deb wheel pid_before pid_after holder line daemon p
+    t=$(now_s)
+    daemon=$(libvirt_daemon)
+    if [ "$INSTALL_KIND" = deb ]; then
+        deb=$(ls "$SHARE"/deb/mdev-hooks_*_all.deb 2>/dev/null | head -n1)
+        [ -n "$deb" ] || fail "no mdev-hooks_*_all.deb in $SHARE/deb (tests/e2e/run builds it with scripts/build-deb)"
+        for p in mdev-hooks python3-lxml python3-filelock python3-structlog; do
+            if dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null | grep -qx installed; then
+                fail "$p is installed before apt installs the .deb"
+            fi
+        done
+        systemctl is-active --quiet "$daemon" || fail "$daemon is not running: the postinst path under test needs it"
+        # a client connection keeps libvirtd's idle --timeout from restarting it while apt runs
+        virsh event --all --loop > /dev/null 2>&1 &
+        holder=$!
+        pid_before=$(systemctl show -p MainPID --value "$daemon")
+        cp "$deb" /tmp/
+        # no --no-download: apt then fails on a local .deb ("Pathname to install is not absolute"); the guest
+        # has no network interface at all, so whatever apt would have to fetch fails the install
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "/tmp/$(basename "$deb")" \
+            > "$OUT/apt-install.log" 2>&1 \
+            || { sed 's/^/    apt| /' "$OUT/apt-install.log"; kill "$holder"; fail "apt-get install $(basename "$deb") failed"; }
+        sed 's/^/    apt| /' "$OUT/apt-install.log"
+        for p in python3-lxml python3-filelock python3-structlog mdev-hooks; do
+            grep -Eq "^Setting up $p(:[a-z0-9]+)? " "$OUT/apt-install.log" || { kill "$holder"; fail "apt did not set up $p"; }
+        done
+        ok "apt resolved and installed the distro's python3-lxml, python3-filelock, python3-structlog offline" \
+            "($(dpkg-query -W -f='${Version} ' python3-lxml python3-filelock python3-structlog))"
+        line=$(grep '^mdev-hooks: installed the libvirt hook ' "$OUT/apt-install.log" || true)
+        [ -n "$line" ] || { kill "$holder"; fail "postinst said nothing about the libvirt hook"; }
+        note "postinst: $line"
+        case "$line" in
+        *" and reloaded $daemon "*) ;;
+        *) kill "$holder"; fail "postinst did not reload the running $daemon (no hook existed before): $line" ;;
+        esac
+        pid_after=$(systemctl show -p MainPID --value "$daemon")
+        [ "$pid_after" = "$pid_before" ] \
+            || { kill "$holder"; fail "$daemon was restarted (pid $pid_before -> $pid_after), not reloaded"; }
+        wait_until 60 "$daemon answers after the postinst's reload" virsh -q version
+        kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+        [ "$(command -v mdev-hooks)" = /usr/bin/mdev-hooks ] || fail "mdev-hooks on PATH is $(command -v mdev-hooks)"
+        [ "$(head -n1 "$HOOK")" = "#!/usr/bin/python3 -I" ] || fail "$HOOK starts with $(head -n1 "$HOOK")"
+        python3 -c 'import mdev_hooks, sys; sys.exit(not mdev_hooks.__file__.startswith("/usr/lib/python3/dist-packages/"))' \
+            || fail "python3 imports mdev_hooks from elsewhere than /usr/lib/python3/dist-packages"
+        [ -f "$CONFIG" ] || fail "the package installed no $CONFIG"
+        note "installed $(basename "$deb") with apt in $(since "$t")s: $(mdev-hooks --version)"
+    else
+        wheel=$(ls "$SHARE"/wheel/*.whl 2>/dev/null | head -n1)
+        [ -n "$wheel" ] || fail "no project wheel in $SHARE/wheel"
+        "$VENV/bin/python3" -m pip install --disable-pip-version-check -q --no-index \
+            --find-links /opt/wheelhouse "$wheel" || fail "pip install $(basename "$wheel") into $VENV failed"
+        "$VENV/bin/mdev-hooks" install --qemu-d | sed 's/^/    install| /'
+        [ "${PIPESTATUS[0]}" = 0 ] || fail "'mdev-hooks install --qemu-d' failed"
+        ln -sf "$VENV/bin/mdev-hooks" /usr/local/bin/mdev-hooks
+        [ "$(head -n1 "$HOOK")" = "#!$VENV/bin/python3 -I" ] || fail "$HOOK starts with $(head -n1 "$HOOK")"
+        note "installed $(basename "$wheel") into $VENV with pip in $(since "$t")s; $VENV has:" \
+            $(cd "$VENV"/lib/python3*/site-packages && ls -d -- *.dist-info | sed 's/\.dist-info$//')
+        # libvirtd finds a hook that appeared after it started only on reload (SIGHUP) or restart
+        systemctl reload "$daemon" || fail "systemctl reload $daemon failed"
+        wait_until 60 "$daemon answers after reload" virsh -q version
+    fi
+    [ -x "$HOOK" ] || fail "no executable $HOOK"
+    # as libvirt runs it (scrubbed environment): a domain without mdevs must pass silently
+    env -i LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$HOOK" smoke prepare begin - \
+        < <(echo "<domain type='qemu'><name>smoke</name><uuid>$(new_uuid)</uuid></domain>") \
+        > "$SCRATCH/smoke.out" 2> "$SCRATCH/smoke.err" \
+        || fail "the installed hook fails on a domain without mdevs (rc $?): $(head -c 2000 "$SCRATCH/smoke.err")"
+    [ ! -s "$SCRATCH/smoke.out" ] || fail "the hook wrote to stdout: $(head -c 300 "$SCRATCH/smoke.out")"
+    assert_libvirt_calls_hook
 }
