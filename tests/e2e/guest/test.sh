@@ -117,14 +117,17 @@ while read -r name; do
     echo "--- scenario $name"
     t=$(now_s)
     rc=0
-    timeout -k 10 "$SCENARIO_TIMEOUT" env _T0="$t" bash -c "set -eEu -o pipefail
+    # a scenario may ask for more time than the default in a "# e2e-timeout-factor: N" line (i-package: apt)
+    factor=$(sed -n 's/^# e2e-timeout-factor: *\([0-9][0-9]*\)$/\1/p' "$SHARE/scenarios/$name.sh" | head -n1)
+    limit=$((SCENARIO_TIMEOUT * ${factor:-1}))
+    timeout -k 10 "$limit" env _T0="$t" bash -c "set -eEu -o pipefail
         trap 'echo \"  FAIL: unexpected failure of: \$BASH_COMMAND (line \$LINENO)\"' ERR
         . '$SHARE/guest/lib.sh'; . '$SHARE/scenarios/$name.sh'" 2>&1 | tee "$OUT/scenario-$name.log"
     rc=${PIPESTATUS[0]}
     secs=$(since "$t")
     cleanup_after "$name"
     if [ $rc = 124 ] || [ $rc = 137 ]; then
-        result "$name" FAIL "$secs" "timed out after ${SCENARIO_TIMEOUT}s"
+        result "$name" FAIL "$secs" "timed out after ${limit}s"
     elif [ $rc != 0 ]; then
         result "$name" FAIL "$secs" "$(grep -h 'FAIL:' "$OUT/scenario-$name.log" 2>/dev/null | head -n1 | sed 's/.*FAIL: //')"
     elif [ -n "$LEFT" ]; then
