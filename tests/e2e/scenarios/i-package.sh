@@ -152,7 +152,7 @@ done < "$SCRATCH/files"
 if [ -d /usr/lib/python3/dist-packages/mdev_hooks ]; then fail "apt remove left /usr/lib/python3/dist-packages/mdev_hooks"; fi
 [ -f "$LEDGER" ] || fail "apt remove took the ledger's claim $LEDGER"
 ok "after apt remove: vm-i runs (qemu $PID), $U exists, $(wc -l < "$SCRATCH/files") paths of the package gone but" \
-    "the conffile $(xargs < "$SCRATCH/conffiles") and the ledger $LEDGER"
+    "the conffiles $(xargs < "$SCRATCH/conffiles") and the ledger $LEDGER"
 
 # --- apt purge while vm-i still runs ---
 DEBIAN_FRONTEND=noninteractive apt-get purge -y mdev-hooks > "$OUT/apt-purge.log" 2>&1 \
@@ -163,7 +163,7 @@ no_file_of_ours_left() {
     local f left=() owner
     if dpkg-query -W mdev-hooks > /dev/null 2>&1; then fail "dpkg still knows mdev-hooks: $(dpkg -l mdev-hooks | tail -n1)"; fi
     while read -r f; do
-        [ -e "$f" ] || continue
+        [ "$f" != /. ] && [ -e "$f" ] || continue  # dpkg -L starts with "/."
         if [ -d "$f" ]; then
             # a directory stays only if another package owns it too
             owner=$(dpkg -S "$f" 2>/dev/null | head -n1 || true)
