@@ -350,7 +350,7 @@ install_mdev_hooks() {
         ln -sf "$VENV/bin/mdev-hooks" /usr/local/bin/mdev-hooks
         [ "$(head -n1 "$HOOK")" = "#!$VENV/bin/python3 -I" ] || fail "$HOOK starts with $(head -n1 "$HOOK")"
         note "installed $(basename "$wheel") into $VENV with pip in $(since "$t")s; $VENV has:" \
-            $(cd "$VENV"/lib/python3*/site-packages && ls -d -- *.dist-info | sed 's/\.dist-info$//')
+            "$(cd "$VENV"/lib/python3*/site-packages && ls -d -- *.dist-info | sed 's/\.dist-info$//' | xargs)"
         # libvirtd finds a hook that appeared after it started only on reload (SIGHUP) or restart
         systemctl reload "$daemon" || fail "systemctl reload $daemon failed"
         wait_until 60 "$daemon answers after reload" virsh -q version
