@@ -160,16 +160,21 @@ DEBIAN_FRONTEND=noninteractive apt-get purge -y mdev-hooks > "$OUT/apt-purge.log
 sed 's/^/    apt| /' "$OUT/apt-purge.log"
 # no_file_of_ours_left ALLOWED...: nothing the package installed or the hook wrote exists, except ALLOWED
 no_file_of_ours_left() {
-    local f left=() dirs=()
+    local f left=() dirs=() real=()
     if dpkg-query -W mdev-hooks > /dev/null 2>&1; then fail "dpkg still knows mdev-hooks: $(dpkg -l mdev-hooks | tail -n1)"; fi
     while read -r f; do
         [ "$f" != /. ] && [ -e "$f" ] || continue  # dpkg -L starts with "/."
         if [ -d "$f" ]; then dirs+=("$f"); else left+=("$f"); fi
     done < "$SCRATCH/files"
-    # a directory stays only if another package owns it too (one dpkg -S for all: "pkg, pkg: /path" lines)
+    # a directory stays only if another package owns it too, by its own path or (merged /usr: /lib/systemd/system
+    # is /usr/lib/systemd/system) by its real path; one dpkg -S for all: "pkg, pkg: /path" lines
     if [ ${#dirs[@]} -gt 0 ]; then
-        dpkg -S -- "${dirs[@]}" 2> /dev/null | sed 's/.*: //' | sort -u > "$SCRATCH/owned" || true
-        for f in "${dirs[@]}"; do grep -qxF -- "$f" "$SCRATCH/owned" || left+=("$f/"); done
+        mapfile -t real < <(readlink -f -- "${dirs[@]}")
+        dpkg -S -- "${dirs[@]}" "${real[@]}" 2> /dev/null | sed 's/.*: //' | sort -u > "$SCRATCH/owned" || true
+        for f in "${dirs[@]}"; do
+            grep -qxF -- "$f" "$SCRATCH/owned" || grep -qxF -- "$(readlink -f -- "$f")" "$SCRATCH/owned" \
+                || left+=("$f/")
+        done
     fi
     for f in /etc/mdev-hooks "$HOOK" "$HOOK_LOG" "$HOOK_LOG".[0-9]* /usr/lib/python3/dist-packages/mdev_hooks \
         /usr/share/man/man8/mdev-hooks.8.gz /usr/share/bash-completion/completions/mdev-hooks \
