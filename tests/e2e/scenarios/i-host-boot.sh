@@ -1,8 +1,8 @@
 # i. Host boot (issue 14 item 5): a domain marked autostart, with a managed mtty mdev, on a host whose mdev parent
 # driver (mtty, standing for a vGPU manager or GVT) registers its parent a few seconds after libvirtd has started.
 # The guest really reboots twice (guest/boot.sh):
-#   phase 0: define + `virsh autostart` the domain; a unit After=libvirtd.service loads mtty 5 s after libvirtd
-#            is up (nothing else loads it at boot); the config sets no parent_wait (the default); reboot.
+#   phase 0: define + `virsh autostart` the domain; a unit After=libvirtd.service loads mtty some seconds after
+#            libvirtd is up (nothing else loads it at boot); the config sets no parent_wait (the default); reboot.
 #   phase 1: libvirtd autostarts the domain at boot, the hook waits for the parent (parent.waiting/.waited) and
 #            creates the mdev: the domain runs with it. systemd has taken the libvirtd drop-in (After= only).
 #            Then parent_wait = 0 in the config; reboot.
@@ -15,8 +15,9 @@
 
 ENVF=$BOOT_DIR/i-host-boot.env
 LOADER=e2e-slow-mtty
+FROM=/etc/$LOADER.from   # the hook log's line count before this boot: the loader looks at the lines after it
 LVLOG=/var/log/libvirt/libvirtd.log
-DELAY=5
+DELAY=4
 DROPIN_REL=libvirtd.service.d/mdev-hooks.conf
 
 MH=$(command -v mdev-hooks || echo "$VENV/bin/mdev-hooks")
@@ -80,10 +81,26 @@ case "$BOOT_PHASE" in
     if grep -rsw mtty /etc/modules-load.d /etc/modules /usr/lib/modules-load.d /etc/modprobe.d; then
         fail "something loads mtty at boot (above)"
     fi
+    # The loader: a driver that registers its parent late. Under TCG on a loaded host, libvirtd runs the autostart
+    # hook 10-50 s after it is up (seen: 33 s, then 17 s of Python start-up before the hook's first event), so a
+    # fixed delay after libvirtd misses the hook's parent_wait window either way. This one times its ${DELAY} s from
+    # the hook's first event for vm-boot (hook.invoked, logged just before the parent check), or from 180 s after
+    # libvirtd is up without one: the hook must still find the parent missing, wait, and see it appear.
     cat > "/usr/local/sbin/$LOADER" <<EOF
 #!/bin/sh
-# e2e: a slow mdev parent driver: mtty registers its parent ${DELAY} s after libvirtd has started
-echo "$LOADER: libvirtd is up (uptime \$(cut -d' ' -f1 /proc/uptime)); loading mtty in ${DELAY} s"
+# e2e: a slow mdev parent driver (tests/e2e/scenarios/i-host-boot.sh)
+echo "$LOADER: libvirtd is up (uptime \$(cut -d' ' -f1 /proc/uptime)); waiting for the hook to start vm-boot"
+from=\$(cat $FROM)
+i=0
+while [ \$i -lt 900 ]; do
+    if tail -n +\$((from + 1)) $LOGF 2>/dev/null | grep '"event": "hook.invoked"' | grep -q '"domain": "vm-boot"'; then
+        break
+    fi
+    sleep 0.2
+    i=\$((i + 1))
+done
+echo "$LOADER: the hook runs for vm-boot (uptime \$(cut -d' ' -f1 /proc/uptime)); loading mtty in ${DELAY} s"
+cut -d' ' -f1 /proc/uptime > /run/$LOADER.hook-seen
 sleep $DELAY
 modprobe mtty 2>/dev/null || insmod "/lib/modules/\$(uname -r)/extra/mtty.ko" || exit 1
 cut -d' ' -f1 /proc/uptime > /run/$LOADER.loaded
@@ -92,7 +109,7 @@ EOF
     chmod 0755 "/usr/local/sbin/$LOADER"
     cat > "/etc/systemd/system/$LOADER.service" <<EOF
 [Unit]
-Description=e2e: a slow mdev parent driver (mtty, ${DELAY} s after libvirtd)
+Description=e2e: a slow mdev parent driver (mtty, ${DELAY} s after the autostart hook began)
 After=libvirtd.service
 
 [Service]
@@ -105,7 +122,7 @@ WantedBy=multi-user.target
 EOF
     systemctl enable -q "$LOADER.service" || fail "systemctl enable $LOADER failed"
     systemctl is-enabled -q libvirtd.service || fail "libvirtd.service is not enabled: nothing would autostart"
-    ok "$LOADER.service enabled (After=libvirtd.service, sleep ${DELAY}, modprobe mtty)"
+    ok "$LOADER.service enabled (After=libvirtd.service; the hook's first event, ${DELAY} s, modprobe mtty)"
 
     # The systemd drop-in that orders libvirtd after the vGPU manager services: shipped by the .deb; a hook
     # installed without it (pip + `mdev-hooks install`) gets it here, where the package puts it.
@@ -136,6 +153,7 @@ EOF
         echo "LV_LINES=$(lines "$LVLOG")"
         echo "PW=$PW"
     } >> "$ENVF.new"
+    lines "$LOGF" > "$FROM"
     mv "$ENVF.new" "$ENVF"
     assert_no_mdevs_at_all
     reboot_after_phase
@@ -198,8 +216,9 @@ for line in lines:
         break
 PY
 )
-    note "at boot (seconds since boot): libvirtd active ${LV_UP}; $LOADER started ${LOADER_START}; hook waiting from" \
-        "${WAIT_START}; mtty loaded ${MTTY_AT}; the hook waited ${WAITED_MS} ms of parent_wait ${PW} s"
+    note "at boot (seconds since boot): libvirtd active ${LV_UP}; $LOADER started ${LOADER_START}; hook's first event" \
+        "seen $(cat "/run/$LOADER.hook-seen" 2>/dev/null); hook waiting from ${WAIT_START}; mtty loaded ${MTTY_AT};" \
+        "the hook waited ${WAITED_MS} ms of parent_wait ${PW} s"
     awk -v a="$LV_UP" -v b="$LOADER_START" 'BEGIN { exit !(b >= a) }' \
         || fail "$LOADER started (${LOADER_START}s) before libvirtd was active (${LV_UP}s)"
     awk -v w="$WAIT_START" -v m="$MTTY_AT" 'BEGIN { exit !(w < m) }' \
@@ -233,8 +252,9 @@ PY
     ok "config: parent_wait = 0"
     {
         echo "HOOK_LINES=$(lines "$LOGF")"
-        echo "LV_LINES=$(lines /var/log/libvirt/libvirtd.log)"
+        echo "LV_LINES=$(lines "$LVLOG")"
     } >> "$ENVF"
+    lines "$LOGF" > "$FROM"
     reboot_after_phase
     ;;
 
@@ -310,7 +330,7 @@ for line in sys.stdin:
     virsh autostart --disable vm-boot > /dev/null
     virsh undefine vm-boot > /dev/null
     systemctl disable -q "$LOADER.service"
-    rm -f "/etc/systemd/system/$LOADER.service" "/usr/local/sbin/$LOADER" /etc/modules-load.d/e2e-vfio.conf
+    rm -f "/etc/systemd/system/$LOADER.service" "/usr/local/sbin/$LOADER" "$FROM" /etc/modules-load.d/e2e-vfio.conf
     if [ -n "$DROPIN_BY_TEST" ]; then rm -f /lib/systemd/system/{libvirtd,virtqemud}.service.d/mdev-hooks.conf; fi
     systemctl daemon-reload
     write_config
