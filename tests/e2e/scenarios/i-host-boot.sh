@@ -223,7 +223,7 @@ PY
         || fail "$LOADER started (${LOADER_START}s) before libvirtd was active (${LV_UP}s)"
     awk -v w="$WAIT_START" -v m="$MTTY_AT" 'BEGIN { exit !(w < m) }' \
         || fail "the hook started waiting (${WAIT_START}s) after mtty was loaded (${MTTY_AT}s)"
-    ok "the hook waited ${WAITED_MS} ms at boot for mtty (loaded ${DELAY} s after libvirtd), then created $U"
+    ok "the hook waited ${WAITED_MS} ms at boot for mtty (loaded ${DELAY} s after its first event), then created $U"
     echo "$WAITED_MS" > "$OUT/boot-waited-ms"
 
     # systemd took the drop-in: libvirtd is ordered after the vGPU manager services, and pulls none of them in
