@@ -12,7 +12,10 @@ SCENARIO_TIMEOUT=$(cat "$SHARE/scenario-timeout" 2>/dev/null || echo 300)
 _T0=$(date +%s.%3N)
 # shellcheck source=lib.sh
 . "$SHARE/guest/lib.sh"
-: > "$OUT/results.tsv"
+# e2e-boot: scenarios that reboot the guest (guest/boot.sh); a later boot resumes them below, after collect_logs
+# shellcheck source=boot.sh
+. "$SHARE/guest/boot.sh"
+if boot_first; then : > "$OUT/results.tsv"; fi
 
 result() { # NAME PASS|FAIL SECS REASON
     printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$OUT/results.tsv"
@@ -30,6 +33,9 @@ collect_logs() {
     { ls -laR "$STATE_DIR" /run/lock/mdev-hooks; grep -r . "$STATE_DIR"; } > "$OUT/state.txt" 2>&1
     true
 }
+
+# e2e-boot: a later boot of a reboot scenario: no setup (mtty must not be loaded by us), only its next phase
+if boot_resuming; then boot_resume; exit $?; fi
 
 # --- setup ---------------------------------------------------------------------------------------
 setup() {
@@ -114,6 +120,7 @@ cleanup_after() { # NAME: destroy and undefine every domain; report mdevs a scen
 FAILED=0
 while read -r name; do
     [ -n "$name" ] || continue
+    if reboot_scenario "$name"; then continue; fi   # e2e-boot: run by boot_start below
     echo "--- scenario $name"
     t=$(now_s)
     rc=0
@@ -139,6 +146,9 @@ while read -r name; do
     fi
     [ $rc = 0 ] || FAILED=$((FAILED + 1))
 done < "$SHARE/scenarios.list"
+# e2e-boot: the reboot scenarios last (guest/boot.sh); returns only once no more reboot is needed
+boot_start "$FAILED"
+FAILED=$BOOT_FAILED
 
 collect_logs
 echo "--- $FAILED scenario(s) failed"

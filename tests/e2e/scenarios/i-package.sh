@@ -1,4 +1,4 @@
-# i. The project as installed (runs last: on bookworm and trixie it removes and purges the package).
+# i. The project as installed (on bookworm and trixie it removes and purges the package, then installs it again for j).
 # Every release: `man mdev-hooks` renders, bash-completion's own loader finds the completion and it answers for
 # commands, domains, parents and types, logrotate --force rotates the log and the next start writes the new file,
 # and with log_file = "journal" journalctl -t mdev-hooks shows the hook's events as structured fields.
@@ -214,3 +214,9 @@ DEBIAN_FRONTEND=noninteractive apt-get purge -y mdev-hooks > "$OUT/apt-purge2.lo
 grep '^mdev-hooks: ' "$OUT/apt-purge2.log" | sed 's/^/    apt| /' || true
 no_file_of_ours_left
 ok "apt purge without claims: no file of ours left ($(wc -l < "$SCRATCH/files") package paths, config, logs, ledger, locks)"
+
+# --- leave the host as the scenarios after this one expect it: the package installed again ---
+DEBIAN_FRONTEND=noninteractive apt-get install -y /tmp/mdev-hooks_*_all.deb > "$OUT/apt-reinstall2.log" 2>&1 \
+    || { sed 's/^/    apt| /' "$OUT/apt-reinstall2.log"; fail "reinstalling the .deb after the purge failed"; }
+[ -x "$HOOK" ] || fail "the reinstalled package has no hook $HOOK"
+ok "the .deb installed again for the scenarios after this one (the host boot)"
