@@ -21,9 +21,10 @@ release_vars() {
     case "$1" in
     bullseye) REL_PY=3.9 REL_PYFULL=3.9.2 REL_GLIBC=31 REL_SRC=linux-source-5.10 REL_EXTRA=() ;;
     bookworm) REL_PY=3.11 REL_PYFULL=3.11.2 REL_GLIBC=36 REL_SRC=linux-source-6.1 REL_EXTRA=() ;;
-    # trixie: libvirt-daemon-system is a metapackage over the split drivers; name what the tier uses
+    # trixie: libvirt-daemon-system is a metapackage over the split drivers; name what the tier uses.
+    # iproute2: the two-host tier (tests/e2e/two-host) gives eth0 its link-local address with `ip`.
     trixie) REL_PY=3.13 REL_PYFULL=3.13.5 REL_GLIBC=41 REL_SRC=linux-source-6.12
-        REL_EXTRA=(libvirt-daemon libvirt-daemon-driver-qemu) ;;
+        REL_EXTRA=(libvirt-daemon libvirt-daemon-driver-qemu iproute2) ;;
     *) die "unknown release '$1' (have: ${ALL_RELEASES[*]})" ;;
     esac
     REL_ABI=cp${REL_PY/./}
