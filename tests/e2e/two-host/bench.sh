@@ -34,5 +34,5 @@ echo "BENCH two-host live migration, virsh migrate wall time in the source guest
 echo "BENCH hook-managed device (created on the destination at prepare, removed on the source at release): ${HOOK[*]} s; median ${MH}s"
 echo "BENCH pre-created on both hosts (managed='no', no hook work):                                  ${PRE[*]} s; median ${MP}s"
 echo "BENCH ratio of the medians hook/pre-created: $(awk -v a="$MH" -v b="$MP" 'BEGIN { printf "%.2f", a / b }'); difference $(awk -v a="$MH" -v b="$MP" 'BEGIN { printf "%.2f", a - b }')s"
-on "$src" "destroy_ok vmh; destroy_ok vmp; wait_until 30 'hook removed $UH' eval '! mdev_exists $UH'; remove_mdev $UP"
+on "$src" "th_destroy vmh; th_destroy vmp; wait_until 30 'hook removed $UH' eval '! mdev_exists $UH'; remove_mdev $UP"
 on "$dst" "remove_mdev $UP"

@@ -22,5 +22,5 @@ on a "assert_log mdev.removed $U"
 on a "virsh list --all --name | grep -qx vm && fail 'vm is still defined on A (--undefinesource)' || ok 'vm not defined on A any more'"
 events b live
 events a live
-on b "destroy_ok vm; wait_until 30 'B removed $U' eval '! mdev_exists $U'; assert_log mdev.removed $U; assert_ledger_clean $U"
+on b "th_destroy vm; wait_until 30 'B removed $U' eval '! mdev_exists $U'; assert_log mdev.removed $U; assert_ledger_clean $U"
 expect b vm dom=shut_off/destroyed mdevs= ledger=

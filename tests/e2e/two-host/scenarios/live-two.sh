@@ -17,5 +17,5 @@ on b "n=\$(dmesg | grep -c 'header validated'); [ \$n = $((HV0 + 2)) ] || fail \
 on a "assert_logs mdev.removed $U1 $U2"
 events b live2
 events a live2
-on b "destroy_ok vm; wait_until 30 'B removed both' eval '[ -z \"\$(all_mdevs)\" ]'; assert_logs mdev.removed $U1 $U2; assert_ledger_clean $U1 $U2"
+on b "th_destroy vm; wait_until 30 'B removed both' eval '[ -z \"\$(all_mdevs)\" ]'; assert_logs mdev.removed $U1 $U2; assert_ledger_clean $U1 $U2"
 expect b vm dom=shut_off/destroyed mdevs= ledger=

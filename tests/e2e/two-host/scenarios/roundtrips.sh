@@ -24,7 +24,7 @@ for i in $(seq $((2 * N))); do
     tmp=$src src=$dst dst=$tmp
 done
 [ "$src" = a ] || fail "after $((2 * N)) hops the VM is on $(host_of $src), expected A"
-on a "destroy_ok vm; wait_until 30 'A removed $U' eval '! mdev_exists $U'"
+on a "th_destroy vm; wait_until 30 'A removed $U' eval '! mdev_exists $U'"
 LEAK=0
 for g in a b; do
     n=$(val "$g" 'echo $(( $(all_mdevs | wc -l) + $(ls $STATE_DIR 2>/dev/null | grep -c "\.json$" || true) ))')

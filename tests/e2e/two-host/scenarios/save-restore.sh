@@ -12,4 +12,4 @@ on a "[ \$(grep -F '\"mdev.created\"' \$HOOK_LOG | grep -c $U) = 2 ] || fail 'ex
 on a "th_events save | grep -q 'hook restore begin' || fail 'libvirt did not call the hook with restore begin'; th_events save | grep -A1 'hook restore begin' | grep -q 'hook prepare begin' || fail 'restore begin was not followed by prepare begin'; ok 'restore begin, then prepare begin'"
 on a "dmesg | grep 'resume_write' | tail -n 2 | grep -q 'received' || fail 'mtty received no state at restore'; ok 'mtty loaded the saved state'"
 events a save
-on a "destroy_ok vm; wait_until 30 'A removed $U' eval '! mdev_exists $U'; assert_ledger_clean $U"
+on a "th_destroy vm; wait_until 30 'A removed $U' eval '! mdev_exists $U'; assert_ledger_clean $U"
