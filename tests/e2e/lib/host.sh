@@ -26,9 +26,10 @@ release_vars() {
     bullseye) REL_PY=3.9 REL_PYFULL=3.9.2 REL_GLIBC=31 REL_SRC=linux-source-5.10 REL_EXTRA=() REL_DEB_DEPS=() ;;
     bookworm) REL_PY=3.11 REL_PYFULL=3.11.2 REL_GLIBC=36 REL_SRC=linux-source-6.1 REL_EXTRA=()
         REL_DEB_DEPS=(python3-lxml python3-filelock python3-structlog) ;;
-    # trixie: libvirt-daemon-system is a metapackage over the split drivers; name what the tier uses
+    # trixie: libvirt-daemon-system is a metapackage over the split drivers; name what the tier uses.
+    # iproute2: the two-host tier (tests/e2e/two-host) gives eth0 its link-local address with `ip`.
     trixie) REL_PY=3.13 REL_PYFULL=3.13.5 REL_GLIBC=41 REL_SRC=linux-source-6.12
-        REL_EXTRA=(libvirt-daemon libvirt-daemon-driver-qemu)
+        REL_EXTRA=(libvirt-daemon libvirt-daemon-driver-qemu iproute2)
         REL_DEB_DEPS=(python3-lxml python3-filelock python3-structlog) ;;
     *) die "unknown release '$1' (have: ${ALL_RELEASES[*]})" ;;
     esac
