@@ -73,10 +73,11 @@ collect_logs() {
     true
 }
 
+# written whole, then renamed: the host polls this file through 9p and must never read it half-written
 if (setup) 2>&1; then
-    echo 0 > "$OUT/setup.rc"
+    echo 0 > "$OUT/setup.rc.tmp" && mv "$OUT/setup.rc.tmp" "$OUT/setup.rc"
 else
-    echo 2 > "$OUT/setup.rc"
+    echo 2 > "$OUT/setup.rc.tmp" && mv "$OUT/setup.rc.tmp" "$OUT/setup.rc"
     echo "=== FAIL setup"
     collect_logs
     exit 2
