@@ -42,6 +42,8 @@ chmod 755 /usr/sbin/{name}
 echo $! >/run/{name}.pid
 sleep 0.5
 """
+# the fake daemon runs its trap only between its sleeps (up to a second later, more on a loaded machine): poll
+WAIT_HUP = "for i in $(seq 75); do [ -s /tmp/{name}.hup ] && break; sleep 0.2; done; cat /tmp/{name}.hup"
 
 
 @pytest.fixture
@@ -153,14 +155,14 @@ def test_purge_leaves_nothing(chroot: Chroot, built: Built) -> None:
 def test_reload_only_when_the_daemon_knew_no_hook(chroot: Chroot, built: Built) -> None:
     deb = os.path.basename(built.deb)
     # libvirtd runs and no qemu hook existed: reloaded
-    out = _install(chroot, built, before=FAKE_DAEMON.format(name="libvirtd"), after="sleep 1; cat /tmp/libvirtd.hup")
+    out = _install(chroot, built, before=FAKE_DAEMON.format(name="libvirtd"), after=WAIT_HUP.format(name="libvirtd"))
     assert f"mdev-hooks: installed the libvirt hook {HOOK} and reloaded libvirtd (kill -HUP $(cat " \
            "/run/libvirtd.pid)) so that it calls the hook; running VMs are not affected" in out.splitlines(), out
     assert out.splitlines()[-1] == "HUP", out
 
     # a reinstall (upgrade): the daemon already knows our hook
     out = chroot.run(FAKE_DAEMON.format(name="libvirtd") + f"\napt-get install -y --reinstall /tmp/pkg/{deb}\n"
-                     "sleep 1; cat /tmp/libvirtd.hup 2>/dev/null | wc -l").stdout
+                     "sleep 3; cat /tmp/libvirtd.hup 2>/dev/null | wc -l").stdout
     assert f"mdev-hooks: updated the libvirt hook {HOOK}; libvirtd re-reads it on every call: not reloaded" \
         in out.splitlines(), out
     assert out.splitlines()[-1] == "1", "no second SIGHUP"
@@ -170,7 +172,7 @@ def test_reload_only_when_the_daemon_knew_no_hook(chroot: Chroot, built: Built) 
                      "mkdir -p /etc/libvirt/hooks; printf '#!/bin/sh\\nexit 0\\n' >/etc/libvirt/hooks/qemu; "
                      "chmod 755 /etc/libvirt/hooks/qemu; rm -f /tmp/libvirtd.hup\n"
                      + FAKE_DAEMON.format(name="libvirtd") + f"\napt-get install -y /tmp/pkg/{deb}\n"
-                     "sleep 1; test ! -e /tmp/libvirtd.hup && echo no-hup; head -n1 " + HOOK).stdout
+                     "sleep 3; test ! -e /tmp/libvirtd.hup && echo no-hup; head -n1 " + HOOK).stdout
     assert f"mdev-hooks: installed the libvirt hook {HOOK}; libvirtd already calls qemu hooks " \
            "(/etc/libvirt/hooks/qemu existed) and re-reads them on every call: not reloaded (if " \
            "/etc/libvirt/hooks/qemu was itself added after libvirtd started, run: kill -HUP $(cat " \
@@ -180,7 +182,7 @@ def test_reload_only_when_the_daemon_knew_no_hook(chroot: Chroot, built: Built) 
     # modular daemons: virtqemud is the one told
     out = chroot.run("apt-get purge -y mdev-hooks; rm -f /etc/libvirt/hooks/qemu\n"
                      + FAKE_DAEMON.format(name="virtqemud") + f"\napt-get install -y /tmp/pkg/{deb}\n"
-                     "sleep 1; cat /tmp/virtqemud.hup").stdout
+                     + WAIT_HUP.format(name="virtqemud")).stdout
     assert f"mdev-hooks: installed the libvirt hook {HOOK} and reloaded virtqemud (kill -HUP $(cat " \
            "/run/virtqemud.pid)) so that it calls the hook; running VMs are not affected" in out.splitlines(), out
     assert out.splitlines()[-1] == "HUP", out
