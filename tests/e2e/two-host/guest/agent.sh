@@ -39,11 +39,6 @@ setup() {
     echo 'module mtty +p' > /sys/kernel/debug/dynamic_debug/control 2>/dev/null || note "no dynamic debug for mtty"
     note "modules loaded in $(since "$t")s"
 
-    # The project and its hook, installed the way the one-host trixie guest installs it: the .deb with apt,
-    # offline, its postinst reloading libvirtd (tests/e2e/guest/lib.sh)
-    install_mdev_hooks
-    write_config
-
     # libvirtd on TCP without auth (test only: link-local addresses, nothing routable), its debug log of
     # hooks and migration; under socket activation libvirtd-tcp.socket is what listens (listen_tcp is ignored)
     t=$(now_s)
@@ -59,6 +54,12 @@ EOF
     wait_until 300 "libvirtd answers" virsh -q version
     ss -Htln 'sport = :16509' | grep -q . || fail "nothing listens on TCP port 16509 after starting libvirtd-tcp.socket"
     note "libvirtd up, listening on TCP 16509, in $(since "$t")s"
+
+    # The project and its hook, installed the way the one-host trixie guest installs it: the .deb with apt,
+    # offline, its postinst reloading the running libvirtd (tests/e2e/guest/lib.sh): after libvirtd is up,
+    # as on a real host
+    install_mdev_hooks
+    write_config
 }
 
 collect_logs() {
