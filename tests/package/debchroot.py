@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -69,6 +70,14 @@ def base_tarball() -> str:
     return path
 
 
+def _default_sighup() -> None:
+    """SIGHUP back to its default in the chroot's processes.
+
+    A test run started under `nohup` ignores SIGHUP, and a shell cannot trap a signal ignored at its entry, so the
+    stand-in daemons would never log the postinst's reload."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 class Chroot:
     """A fresh copy of the cached base system under `root`."""
 
@@ -87,7 +96,7 @@ class Chroot:
         proc = subprocess.run(["unshare", "--pid", "--fork", "--mount", f"--mount-proc={self.path('/proc')}",
                                "chroot", self.root, "/bin/sh", "-c", script],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                              timeout=timeout, check=False)
+                              timeout=timeout, check=False, preexec_fn=_default_sighup)
         if check and proc.returncode != 0:
             raise AssertionError(f"in the chroot, exit {proc.returncode}:\n{script}\n--- output:\n{proc.stdout}")
         return proc

@@ -86,7 +86,7 @@ fi
 # every job starts from this environment (lib.sh's and th.sh's functions and settings, sourced once here:
 # lib.sh asks libvirtd and dpkg for versions when sourced, seconds per job in a loaded TCG guest)
 {
-    declare -p SHARE OUT VENV TYPES DEVICES HOOK_LOG STATE_DIR CONFIG SCRATCH RELEASE KMAJ KMIN \
+    declare -p SHARE OUT VENV TYPES DEVICES HOOK HOOK_LOG STATE_DIR CONFIG SCRATCH RELEASE KMAJ KMIN \
         LIBVIRT_VERSION MDEVCTL_VERSION ME PEER_IP PEER_URI LIBVIRT_DEFAULT_URI LC_ALL | sed 's/^declare -[a-z]*x /export /; s/^declare -- //'
     declare -f
 } > /run/th-env.sh

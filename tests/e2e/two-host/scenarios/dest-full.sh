@@ -24,7 +24,7 @@ REST=$(val a "sed -n '/unexpected exit status [0-9]*: /,\$p' /tmp/e2e/full.err |
 # the same check by hand on B, with the XML libvirt gives the destination's migrate begin (A's live XML)
 XMLA=$(val a "virsh dumpxml --migratable vm")
 printf '%s\n' "$XMLA" > "$TH_WORK/b/share/full-vm.xml"
-BYHAND=$(val b "rc=0; /etc/libvirt/hooks/qemu vm migrate begin - < /mnt/share/full-vm.xml > /tmp/e2e/hand.out 2> /tmp/e2e/hand.err || rc=\$?; [ \$rc != 0 ] || fail 'the hook run by hand on B accepted the migration'; [ ! -s /tmp/e2e/hand.out ] || fail 'the hook wrote to stdout at migrate begin'; cat /tmp/e2e/hand.err")
+BYHAND=$(val b "rc=0; \"\$HOOK\" vm migrate begin - < /mnt/share/full-vm.xml > /tmp/e2e/hand.out 2> /tmp/e2e/hand.err || rc=\$?; [ \$rc != 0 ] || fail 'the hook run by hand on B accepted the migration'; [ ! -s /tmp/e2e/hand.out ] || fail 'the hook wrote to stdout at migrate begin'; cat /tmp/e2e/hand.err")
 [ "$BYHAND" = "$REASON" ] || fail "virsh's line differs from the hook's own stderr on B: '$BYHAND'"
 ok "virsh migrate failed with exactly the hook's one line from B"
 expect a vm "dom=running/*" "mdevs=$U" "ledger=$(claims vm "$U")"
