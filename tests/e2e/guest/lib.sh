@@ -103,30 +103,45 @@ wait_until() {
 }
 
 # --- domains ---
-# define_domain NAME SPEC...; SPEC is TYPE=UUID (managed='yes' mtty hostdev + <mdev:device>) or
-# unmanaged=UUID (managed='no' hostdev, no metadata) or nometa=UUID (managed, no metadata: mdevctl). Sets DOMU
-# to the domain's <uuid>.
+# define_domain NAME [--memory MIB] [--parent P] [--migratable] SPEC...: define a disk-less SeaBIOS domain (the
+# one domain XML of both real-kernel tiers) with one mtty hostdev per SPEC, aliased ua-mdevN. SPEC is TYPE=UUID
+# (managed='yes' + our <mdev:device> on parent P, default mtty), unmanaged=UUID (managed='no', no metadata) or
+# nometa=UUID (managed, no metadata: mdevctl). --migratable adds the qemu override qemu 10.0 needs to migrate
+# an mtty device (enable-migration=on, x-device-dirty-page-tracking=off; docs/notes/migration-lab.md §3).
+# Memory 96 MiB unless --memory. Sets DOMU to the domain's <uuid>; the XML stays in $SCRATCH/NAME.xml.
 define_domain() {
-    local name=$1 spec u t meta="" devs=""
+    local name=$1 mem=96 parent=mtty migratable=0 spec u t i=0 meta="" devs="" over="" managed
     shift
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --memory) mem=$2; shift 2 ;;
+        --parent) parent=$2; shift 2 ;;
+        --migratable) migratable=1; shift ;;
+        *) break ;;
+        esac
+    done
     DOMU=$(new_uuid)
     for spec in "$@"; do
         t=${spec%%=*}
         u=${spec#*=}
-        if [ "$t" = unmanaged ]; then
-            devs+="    <hostdev mode='subsystem' type='mdev' managed='no' model='vfio-pci'><source><address uuid='$u'/></source></hostdev>"$'\n'
-        elif [ "$t" = nometa ]; then  # managed, no metadata entry: parent and type come from elsewhere (mdevctl)
-            devs+="    <hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'><source><address uuid='$u'/></source></hostdev>"$'\n'
-        else
-            meta+="      <mdev:device uuid=\"$u\" parent=\"mtty\" type=\"$t\"/>"$'\n'
-            devs+="    <hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'><source><address uuid='$u'/></source></hostdev>"$'\n'
-        fi
+        case $t in
+        unmanaged) managed=no ;;
+        nometa) managed=yes ;;
+        *) managed=yes; meta+="      <mdev:device uuid=\"$u\" parent=\"$parent\" type=\"$t\"/>"$'\n' ;;
+        esac
+        devs+="    <hostdev mode='subsystem' type='mdev' managed='$managed' model='vfio-pci'>"
+        devs+="<source><address uuid='$u'/></source><alias name='ua-mdev$i'/></hostdev>"$'\n'
+        over+="    <qemu:device alias='ua-mdev$i'><qemu:frontend>"
+        over+="<qemu:property name='enable-migration' type='string' value='on'/>"
+        over+="<qemu:property name='x-device-dirty-page-tracking' type='string' value='off'/>"
+        over+="</qemu:frontend></qemu:device>"$'\n'
+        i=$((i + 1))
     done
     {
-        echo "<domain type='qemu'>"
+        echo "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
         echo "  <name>$name</name>"
         echo "  <uuid>$DOMU</uuid>"
-        echo "  <memory unit='MiB'>96</memory>"
+        echo "  <memory unit='MiB'>$mem</memory>"
         echo "  <vcpu>1</vcpu>"
         echo "  <os><type arch='x86_64' machine='pc'>hvm</type></os>"
         echo "  <features><acpi/></features>"
@@ -142,9 +157,14 @@ define_domain() {
         printf '%s' "$devs"
         echo "    <memballoon model='none'/>"
         echo "  </devices>"
+        if [ "$migratable" = 1 ] && [ -n "$over" ]; then
+            echo "  <qemu:override>"
+            printf '%s' "$over"
+            echo "  </qemu:override>"
+        fi
         echo "</domain>"
     } > "$SCRATCH/$name.xml"
-    virsh define "$SCRATCH/$name.xml" >/dev/null || fail "virsh define $name failed ($SCRATCH/$name.xml)"
+    virsh define "$SCRATCH/$name.xml" > /dev/null || fail "virsh define $name failed ($SCRATCH/$name.xml)"
 }
 
 # vstart NAME [virsh start options]: start with a 120 s bound; sets VRC, VERR (stderr), VSECS.

@@ -7,58 +7,24 @@ ME=$(cat "$SHARE/hostname" 2>/dev/null || hostname)
 PEER_IP=$(cat "$SHARE/peer-ip" 2>/dev/null || true)
 PEER_URI=qemu+tcp://$PEER_IP/system
 
-# th_define NAME [--unmanaged] [--parent P] TYPE=UUID...: define a tiny running-capable domain with one mtty
-# hostdev per spec (alias ua-mdevN) and the override enable-migration=on, x-device-dirty-page-tracking=off on
-# each. Managed (default): managed='yes' and our <mdev:device> metadata (parent P, default mtty);
+# th_define NAME [--unmanaged] [--parent P] TYPE=UUID...: lib.sh's define_domain, tiny (32 MiB) and
+# --migratable. Managed (default): managed='yes' and our <mdev:device> metadata (parent P, default mtty);
 # --unmanaged: managed='no', no metadata (the device must exist already). Sets DOMU.
 th_define() {
-    local name=$1 managed=yes parent=mtty spec t u i=0 meta="" devs="" over=""
+    local name=$1 parent=mtty unmanaged=0 spec
+    local -a specs=()
     shift
     while [ $# -gt 0 ]; do
         case $1 in
-        --unmanaged) managed=no; shift ;;
+        --unmanaged) unmanaged=1; shift ;;
         --parent) parent=$2; shift 2 ;;
         *) break ;;
         esac
     done
-    DOMU=$(new_uuid)
     for spec in "$@"; do
-        t=${spec%%=*}
-        u=${spec#*=}
-        [ $managed = no ] || meta+="      <mdev:device uuid=\"$u\" parent=\"$parent\" type=\"$t\"/>"$'\n'
-        devs+="    <hostdev mode='subsystem' type='mdev' managed='$managed' model='vfio-pci'>"
-        devs+="<source><address uuid='$u'/></source><alias name='ua-mdev$i'/></hostdev>"$'\n'
-        over+="    <qemu:device alias='ua-mdev$i'><qemu:frontend>"
-        over+="<qemu:property name='enable-migration' type='string' value='on'/>"
-        over+="<qemu:property name='x-device-dirty-page-tracking' type='string' value='off'/>"
-        over+="</qemu:frontend></qemu:device>"$'\n'
-        i=$((i + 1))
+        if [ $unmanaged = 1 ]; then specs+=("unmanaged=${spec#*=}"); else specs+=("$spec"); fi
     done
-    {
-        echo "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
-        echo "  <name>$name</name>"
-        echo "  <uuid>$DOMU</uuid>"
-        echo "  <memory unit='MiB'>32</memory>"
-        echo "  <vcpu>1</vcpu>"
-        echo "  <os><type arch='x86_64' machine='pc'>hvm</type></os>"
-        if [ -n "$meta" ]; then
-            echo "  <metadata>"
-            echo "    <mdev:mdevs xmlns:mdev=\"urn:mdev-hooks:domain:1\">"
-            printf '%s' "$meta"
-            echo "    </mdev:mdevs>"
-            echo "  </metadata>"
-        fi
-        echo "  <devices>"
-        echo "    <emulator>/usr/bin/qemu-system-x86_64</emulator>"
-        printf '%s' "$devs"
-        echo "    <memballoon model='none'/>"
-        echo "  </devices>"
-        echo "  <qemu:override>"
-        printf '%s' "$over"
-        echo "  </qemu:override>"
-        echo "</domain>"
-    } > "$SCRATCH/$name.xml"
-    virsh define "$SCRATCH/$name.xml" > /dev/null || fail "virsh define $name failed ($SCRATCH/$name.xml)"
+    define_domain "$name" --memory 32 --migratable --parent "$parent" "${specs[@]}"
     echo "$DOMU" > "$SCRATCH/$name.domu"
 }
 
