@@ -116,3 +116,35 @@ marker() { gx a "th_marker $1" > /dev/null && gx b "th_marker $1" > /dev/null; }
 uuid() { cat /proc/sys/kernel/random/uuid; }
 hostname_of() { case $1 in a) echo migr-a ;; b) echo migr-b ;; esac; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%.2f", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
+
+# live_migration MARK TYPE=UUID...: the live scenarios' common path: define and start "vm" on A with these
+# hook-managed devices, `virsh migrate --live` to B, then check both sides: A removed every device and has an
+# empty ledger, B made each with its UUID and type and owns it, B's qemu uses each, B's mtty validated one state
+# header per device, both hook logs say so; prints both hosts' events. Leaves vm running on B.
+live_migration() {
+    local mark=$1 spec n hv0
+    local -a us=()
+    shift
+    for spec in "$@"; do us+=("${spec#*=}"); done
+    n=${#us[@]}
+    note "devices: $*"
+    on a "th_define vm $* && th_start vm"
+    expect a vm dom=running/booted "mdevs=$(sorted "${us[@]}")" "ledger=$(claims vm "${us[@]}")"
+    expect b vm dom=none mdevs= ledger=
+    marker "$mark"
+    hv0=$(val b "dmesg | grep -c 'header validated' || true")
+    on a "th_migrate vm; [ \"\$MRC\" = 0 ] || fail \"virsh migrate A->B failed: \$MERR\""
+    # A's release runs after the domain left: give it a moment to remove A's devices
+    on a "wait_until 60 'A removed the devices' eval '[ -z \"\$(all_mdevs)\" ]'"
+    expect a vm dom=none mdevs= ledger=
+    expect b vm dom=running/migrated "mdevs=$(sorted "${us[@]}")" "ledger=$(claims vm "${us[@]}")"
+    ok "after the migration: B has $(sorted "${us[@]}") (owned by vm in B's ledger), A has no device and an empty ledger"
+    for spec in "$@"; do
+        on b "assert_mdev ${spec#*=} ${spec%%=*}; P=\$(qemu_pid vm); tr '\\0' ' ' < /proc/\$P/cmdline | grep -qF /sys/bus/mdev/devices/${spec#*=} || fail \"B's qemu does not use ${spec#*=}\"; ok \"B's qemu (pid \$P) uses ${spec#*=}\""
+    done
+    on b "n=\$(dmesg | grep -c 'header validated'); [ \$n = $((hv0 + n)) ] || fail \"B's mtty validated \$((n - $hv0)) device state headers during the migration, expected $n\"; dmesg | grep resume_write | tail -n 3; ok \"B's mtty received the state of $n device(s)\""
+    on b "assert_logs mdev.created ${us[*]}"
+    on a "assert_logs mdev.removed ${us[*]}"
+    events b "$mark"
+    events a "$mark"
+}
