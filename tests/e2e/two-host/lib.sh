@@ -36,6 +36,18 @@ gx_bg() {
     mv "$s/queue/.$n.tmp" "$s/queue/$n.sh"
     echo "$n"
 }
+# guest_alive G: G's qemu, as the tier started it (qemu removes its own pidfile when it exits), still runs
+guest_alive() {
+    local p
+    p=$(cat "$TH_WORK/$1/qemu.started" 2>/dev/null) || return 0  # not started yet
+    kill -0 "$p" 2>/dev/null
+}
+# guest_last_words G: the console's first panic/oops line, else its last line
+guest_last_words() {
+    local c=$TH_WORK/$1/console.log l
+    l=$(grep -m1 -E 'Kernel panic|Oops|BUG:' "$c" 2>/dev/null) || l=$(tail -n 1 "$c" 2>/dev/null) || true
+    printf '%s' "$l" | tr -d '\r'
+}
 # gx_wait G NAME [SECS]: wait for the job, print its output, return its exit code (124: no result in time)
 gx_wait() {
     local g=$1 n=$2 t=${3:-700} s t0
@@ -45,6 +57,11 @@ gx_wait() {
         if awk -v a="$t0" -v b="$(now_s)" -v l="$t" 'BEGIN { exit !(b - a > l) }'; then
             echo "  FAIL: job $n on $(host_of "$g") gave no result within ${t}s"
             return 124
+        fi
+        # a guest that died (kernel panic, emulator crash) answers nothing: say so now, with its last words
+        if ! guest_alive "$g"; then
+            echo "  FAIL: guest $(host_of "$g") is gone (its qemu exited) while running job $n; console: $(guest_last_words "$g")"
+            return 125
         fi
         sleep 0.3
     done
