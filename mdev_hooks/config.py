@@ -43,6 +43,8 @@ class Config:
     # [parents] table: a domain's parent name -> this host's parent name (migration between hosts whose PCI
     # addresses differ); applied to every managed mdev before validation
     parents: tuple[tuple[str, str], ...] = ()
+    # [pools] table: a pool's name -> its members, in the order placement tries them (core/pools.py)
+    pools: tuple[tuple[str, tuple[str, ...]], ...] = ()
     path: str = ""  # the file this came from ("" = defaults only)
 
 
@@ -50,7 +52,7 @@ class Config:
 _TYPES: dict[str, type] = {
     "sysfs_root": str, "state_dir": str, "lock_dir": str, "log_file": str, "dry_run": bool, "lock_timeout": float,
     "nvidia_release_wait": float, "remove_timeout": float, "parent_wait": float, "allowed_parents": tuple,
-    "allowed_types": tuple, "mdevctl_dir": str, "parents": tuple,
+    "allowed_types": tuple, "mdevctl_dir": str, "parents": tuple, "pools": tuple,
 }
 _GLOB_LISTS = ("allowed_parents", "allowed_types")
 MAX_GLOBS = 256
@@ -81,11 +83,29 @@ def _parent_map(value: Any, path: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(value.items()))
 
 
+def _pools(value: Any, path: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """[pools]: name = ["member", ...], names and members validated like [parents]' (they reach lock file names)."""
+    from mdev_hooks.names import is_valid_name
+
+    if not isinstance(value, dict):
+        raise HookError(f"config {path}: pools must be a table ([pools] with NAME = [\"PARENT\", ...])")
+    if len(value) > MAX_GLOBS:
+        raise HookError(f"config {path}: [pools] has more than {MAX_GLOBS} entries")
+    for k, v in value.items():
+        if not is_valid_name(k) or not isinstance(v, list) or not v or len(v) > MAX_GLOBS or not all(
+                isinstance(x, str) and is_valid_name(x) for x in v) or len(set(v)) != len(v):
+            raise HookError(f"config {path}: [pools] entry {k[:80]!r} = {str(v)[:80]} is not a pool name with a list "
+                            "of distinct parent names (each one path component of letters, digits and _.:-)")
+    return tuple(sorted((k, tuple(v)) for k, v in value.items()))
+
+
 def _coerce(key: str, value: Any, path: str) -> Any:
     if key in _GLOB_LISTS:
         return _globs(key, value, path)
     if key == "parents":
         return _parent_map(value, path)
+    if key == "pools":
+        return _pools(value, path)
     want = _TYPES[key]
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

@@ -36,6 +36,7 @@ class ManagedDevice:
     kind: Kind = Kind.MDEV
     source: str = "metadata"  # where parent/type came from: "metadata" or "mdevctl"
     mapped_from: str = ""  # the parent the domain names, when config [parents] renamed it to `parent` on this host
+    pool: str = ""  # the [pools] name the entry asks for: `parent` is "" until placement (core/pools.py) picks one
 
 
 @dataclass
@@ -104,6 +105,19 @@ def _attrs(dev: etree._Element, uuid: str) -> tuple[tuple[str, str], ...]:
     if len(found) > MAX_ATTRS:
         raise HookError(f"mdev {uuid}: the metadata has {len(found)} <attr> entries; at most {MAX_ATTRS}")
     return tuple(check_attr(a.get("name") or "", a.get("value") or "", uuid) for a in found)
+
+
+def _parent_or_pool(dev: etree._Element, uuid: str) -> tuple[str, str]:
+    """(parent, "") or ("", pool): an entry names exactly one of them."""
+    parent, pool = dev.get("parent"), dev.get("pool")
+    if parent is not None and pool is not None:
+        raise HookError(f"mdev {uuid}: the metadata names both parent={shown(parent)} and pool={shown(pool)}; give "
+                        "one: a pool to place it on a member with room, or a parent")
+    if pool is not None:
+        return "", check_name(pool, "pool", uuid)
+    if parent is None:
+        raise HookError(f"mdev {uuid}: the metadata entry needs a parent (or a pool from [pools] in the config)")
+    return check_name(parent, "parent", uuid), ""
 
 
 def _vf_entry(dev: etree._Element) -> ManagedDevice:
@@ -178,9 +192,9 @@ def parse(data: bytes, fallback: Callable[[str], ManagedDevice | None] | None = 
             return None
         if len(found) > 1:
             raise HookError(f"mdev {uuid}: the metadata has {len(found)} <device> entries for it; keep one")
-        parent = check_name(found[0].get("parent") or "", "parent", uuid)
+        parent, pool = _parent_or_pool(found[0], uuid)
         mtype = check_name(found[0].get("type") or "", "type", uuid)
-        return ManagedDevice(uuid, parent, mtype, attrs=_attrs(found[0], uuid))
+        return ManagedDevice(uuid, parent, mtype, attrs=_attrs(found[0], uuid), pool=pool)
 
     domain = Domain(name=name, uuid=dom_uuid, vf_entries=vf_entries)
     if vf_entries:

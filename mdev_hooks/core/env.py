@@ -56,7 +56,8 @@ def describe(m: ManagedDevice) -> str:
     if m.kind == Kind.NVIDIA_VF:
         on = f"VF {m.key} of PF {m.parent}" if m.key and m.parent != m.key else f"VF {m.key or m.parent}"
         return f"NVIDIA vGPU type {m.type} on {on}{mapped}"
-    return f"mdev {m.key} (type {m.type} on {m.parent}{mapped})"
+    pool = f" of pool {m.pool}" if m.pool else ""
+    return f"mdev {m.key} (type {m.type} on {m.parent}{pool}{mapped})"
 
 
 def elapsed_ms(t0: float) -> float:

@@ -34,6 +34,7 @@ class Claim:
     pf: str = ""  # the SR-IOV physical function the domain named, when the hook chose `parent` (a VF) on it
     # nvidia-vf: `key` and `parent` are the VF, `type` the vGPU type id set on it, `pf` the VF's PF (its lock)
     kind: Kind = Kind.MDEV
+    pool: str = ""  # the [pools] name the domain asked for; `parent` is the member placement chose
 
     def with_state(self, state: ClaimState) -> Claim:
         return replace(self, state=state, time=time.time())

@@ -121,6 +121,10 @@ def map_parents(domain: Domain, cfg: Config, log: Any) -> Domain:
 def resolve(domain: Domain, env: Env) -> Domain:
     """The domain as this host sees it: config [parents] applied, nvidia-vf entries bound to their VFs."""
     domain = map_parents(domain, env.cfg, env.log)
+    if any(m.pool for m in domain.devices):  # [pools]: every pool named must exist here (placement: validate)
+        from mdev_hooks.core import pools
+
+        pools.check(domain, env.cfg)
     if not domain.vf_entries:
         return domain
     from mdev_hooks.core.nvidia_vf import bind
@@ -151,7 +155,14 @@ def validate(domain: Domain, env: Env) -> list[Step]:
     steps: list[Step] = []
     taken: set[str] = set()  # SR-IOV VFs this domain takes
     policy = env.cfg.allowed_parents is not None or env.cfg.allowed_types is not None
+    placements = _placements(domain, env)
     for m in domain.devices:
+        if m.pool:  # placed on a member of its pool first, or failed: the member is then its parent
+            placement = placements[m.key]
+            if placement.problem:
+                steps.append(Step(m, Action.CREATE, None, placement.problem))
+                continue
+            m = placement.device
         refused = policy_problem(env.cfg, m)
         if refused:  # the admin's rule comes first, whatever exists: a domain may not ask for it at all
             env.log.warning("mdev.policy_refused", mdev=m.key, parent=m.parent, type=m.type, problem=refused)
@@ -165,6 +176,15 @@ def validate(domain: Domain, env: Env) -> list[Step]:
             continue
         steps.append(kind_of(m.kind).plan(env, m, claim, taken))
     return _count_instances(env, steps)
+
+
+def _placements(domain: Domain, env: Env) -> dict[str, Any]:
+    """Where each pool device goes (core/pools.py), {} for a domain without pools."""
+    if not any(m.pool for m in domain.devices):
+        return {}
+    from mdev_hooks.core import pools
+
+    return pools.place(domain, env)
 
 
 def _count_instances(env: Env, steps: list[Step]) -> list[Step]:

@@ -34,7 +34,11 @@ def prepare(domain: Domain, env: Env) -> None:
     if not dry:
         env.ledger.ensure_dir()
     wait_for_parents(domain, env)
-    locks = (lock_name(env, m.parent) for m in domain.devices)
+    locks = [lock_name(env, m.parent) for m in domain.devices if not m.pool]
+    if any(m.pool for m in domain.devices):  # every member of every pool named, before anything is counted
+        from mdev_hooks.core import pools
+
+        locks = pools.lock_names(domain, env)
     with parent_locks(env.cfg.lock_dir, locks, env.cfg.lock_timeout, env.log):
         reached("locked")
         steps = validate(domain, env)
@@ -57,19 +61,25 @@ def wait_for_parents(domain: Domain, env: Env) -> None:
     domains autostarted at boot may start before the vGPU manager or GVT driver has registered them. What is still
     missing then fails in validation with the usual line."""
     def missing() -> list[ManagedDevice]:
-        return [m for m in domain.devices if kind_of(m.kind).missing(env, m)]
+        return [m for m in domain.devices if (_pool_missing(env, m) if m.pool else kind_of(m.kind).missing(env, m))]
 
     waiting = missing()
     if not waiting or env.cfg.parent_wait <= 0:
         return
     t0 = time.monotonic()
-    env.log.info("parent.waiting", mdevs=[m.key for m in waiting], parents=sorted({m.parent for m in waiting}),
-                 parent_wait=env.cfg.parent_wait)
+    env.log.info("parent.waiting", mdevs=[m.key for m in waiting],
+                 parents=sorted({m.parent or f"pool {m.pool}" for m in waiting}), parent_wait=env.cfg.parent_wait)
     while waiting and time.monotonic() - t0 < env.cfg.parent_wait:
         time.sleep(min(0.25, max(0.0, env.cfg.parent_wait - (time.monotonic() - t0))))
         waiting = missing()
     env.log.info("parent.waited", appeared=not waiting, still_missing=[m.key for m in waiting],
                  duration_ms=elapsed_ms(t0))
+
+
+def _pool_missing(env: Env, m: ManagedDevice) -> bool:
+    from mdev_hooks.core import pools
+
+    return pools.missing(env, m)
 
 
 def apply(env: Env, domain: Domain, step: Step, created: list[ManagedDevice], claimed: list[ManagedDevice]) -> None:
@@ -96,7 +106,7 @@ def apply(env: Env, domain: Domain, step: Step, created: list[ManagedDevice], cl
     state = ClaimState.INTENT if step.action == Action.CREATE else ClaimState.ADOPTED
     claim = Claim(m.key, domain.uuid, domain.name, kind.claim_parent(m), m.type, state, os.getpid(), time.time(),
                   attrs=tuple(f"{n}={v}" for n, v in m.attrs) if step.action == Action.CREATE else (),
-                  pf=step.pf or "", kind=m.kind)
+                  pf=step.pf or "", kind=m.kind, pool=m.pool)
     take(env, domain, claim, log)
     claimed.append(m)
     reached("intent_written")
