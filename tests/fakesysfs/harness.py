@@ -33,6 +33,7 @@ class FakeSysfs:
         *,
         synthetic_parents: int = 0,
         synthetic_instances: int = 32,
+        profiles_file: Path | None = None,
     ) -> None:
         self.profiles = [profiles] if isinstance(profiles, str) else list(profiles)
         self.workdir = Path(workdir)
@@ -42,6 +43,7 @@ class FakeSysfs:
         self.root = str(self.mountpoint)
         self.synthetic_parents = synthetic_parents
         self.synthetic_instances = synthetic_instances
+        self.profiles_file = profiles_file  # another profiles.json (a test's own host), None: the fake's own
         self.proc: subprocess.Popen[bytes] | None = None
 
     # ---- life cycle --------------------------------------------------------------------------------------------
@@ -53,6 +55,8 @@ class FakeSysfs:
         if self.synthetic_parents:
             cmd += ["--synthetic-parents", str(self.synthetic_parents)]
             cmd += ["--synthetic-instances", str(self.synthetic_instances)]
+        if self.profiles_file is not None:
+            cmd += ["--profiles-file", str(self.profiles_file)]
         return cmd
 
     def start(self) -> FakeSysfs:
