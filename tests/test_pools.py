@@ -168,7 +168,9 @@ def test_an_existing_device_with_the_domains_uuid_on_a_member_is_used_where_it_i
 
 
 @pytest.mark.parametrize(("what", "expected"), [
-    (f'parent="{T4S[0]}" pool="gpu"', "the metadata names both parent={p} and pool=gpu; give one: a pool to place it on a member with room, or a parent"),
+    (f'parent="{T4S[0]}" pool="gpu"',
+     "the metadata names both parent={p} and pool=gpu; give one: a pool to place it on a member with room, "
+     "or a parent"),
     ("", "the metadata entry needs a parent (or a pool from [pools] in the config)"),
     ('pool="vdi"', "pool vdi is not in [pools] of {config} (pools on this host: gpu)"),
 ])
