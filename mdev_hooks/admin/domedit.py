@@ -145,14 +145,16 @@ def _remove_entry(entry: etree._Element) -> None:
             _remove(metadata)
 
 
-def add(root: etree._Element, uuid: str, parent: str, mtype: str, model: str) -> None:
-    """Add the managed hostdev and the metadata entry for one mdev (uuid in canonical lower case)."""
+def add(root: etree._Element, uuid: str, parent: str, mtype: str, model: str, pool: str = "") -> None:
+    """Add the managed hostdev and the metadata entry for one mdev (uuid in canonical lower case); the entry names
+    `pool` instead of `parent` when given."""
     if _mdev_hostdevs(root, uuid):
         raise HookError(f"domain {domain_name(root)} already has a hostdev for mdev {uuid}")
     if any((e.get("uuid") or "").lower() == uuid for e in _entries(root)):
         raise HookError(f"domain {domain_name(root)} already has a metadata entry for mdev {uuid}; "
                         f"`mdev-hooks drop {domain_name(root)} {uuid}` first")
-    _add_entry(root, {"uuid": uuid, "parent": parent, "type": mtype})
+    _add_entry(root, {"uuid": uuid, "pool": pool, "type": mtype} if pool else
+               {"uuid": uuid, "parent": parent, "type": mtype})
     hostdev = etree.Element("hostdev", mode="subsystem", type="mdev", managed="yes", model=model)
     source = etree.SubElement(hostdev, "source")
     etree.SubElement(source, "address", uuid=uuid)
@@ -171,7 +173,8 @@ def drop(root: etree._Element, uuid: str) -> list[str]:
     for entry in _entries(root):
         if (entry.get("uuid") or "").lower() == uuid:
             _remove_entry(entry)
-            removed.append(f"metadata entry of mdev {uuid} (parent {entry.get('parent')}, type {entry.get('type')})")
+            where = f"pool {entry.get('pool')}" if entry.get("pool") is not None else f"parent {entry.get('parent')}"
+            removed.append(f"metadata entry of mdev {uuid} ({where}, type {entry.get('type')})")
     if not removed:
         extra = (" (its hostdev has no managed='yes': it is not managed by mdev-hooks; "
                  "remove it with `virsh detach-device --config`)") if unmanaged else ""

@@ -23,8 +23,10 @@ from mdev_hooks.names import canonical_uuid
 def _add_usage(args: argparse.Namespace) -> str | None:
     if args.vf and (args.uuid or args.model):
         return "argument --vf: not allowed with --uuid or --model (they are for mdevs)"
-    if not args.vf and not args.parent:
-        return "the following arguments are required: --parent (or --vf for an NVIDIA vGPU)"
+    if args.pool and (args.vf or args.parent):
+        return "argument --pool: not allowed with --parent or --vf (the pool's members are the parents)"
+    if not args.vf and not args.parent and not args.pool:
+        return "the following arguments are required: --parent (or --pool, or --vf for an NVIDIA vGPU)"
     return None
 
 
@@ -47,6 +49,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
         vgpu_edit.add(args, common.virsh(args), common.make_env(args), lambda: common.running(args))
         return common.OK
+    if args.pool:
+        from mdev_hooks.admin.pools_admin import add_pool
+
+        return add_pool(args)
     virsh = common.virsh(args)
     env = common.make_env(args)
     root = domedit.parse(virsh.dumpxml_inactive(args.domain))
@@ -117,10 +123,13 @@ def cmd_drop(args: argparse.Namespace) -> int:
 def register(command: Any) -> None:
     p = command("add", cmd_add, "give a domain a managed mdev (persistent definition, through virsh)",
                 "  mdev-hooks add vm1 --parent 0000:00:02.0 --type i915-GVTg_V5_4\n"
+                "  mdev-hooks add vm2 --pool gpu --type nvidia-231      # any member of [pools] gpu\n"
                 "  mdev-hooks add ml1 --vf 0000:41:00.4 --type 1414     # NVIDIA vGPU 17+ (not mdev)",
                 "Check that PARENT offers TYPE here, then add <hostdev type='mdev' managed='yes'> and the metadata "
                 "entry to the domain's persistent definition (virsh dumpxml --inactive, edit, virsh define). "
-                "Takes effect at the next start.\n\n"
+                "Takes effect at the next start. With --pool, the entry names a pool of the config's [pools] "
+                "instead of a parent: each start places the mdev on the first member, in the listed order, with a "
+                "free instance of TYPE.\n\n"
                 "With --vf (NVIDIA vGPU 17+ vendor-specific interface on kernel >= 6.8, not mdev): give the domain "
                 "that VF as <hostdev type='pci' managed='yes'> and the entry <device kind=\"nvidia-vf\" "
                 "parent=... type=T/>, so the hook writes T to the VF's nvidia/current_vgpu_type before each start "
@@ -131,6 +140,8 @@ def register(command: Any) -> None:
     p.add_argument("--parent", metavar="P", type=common.name_arg,
                    help="parent device, e.g. 0000:00:02.0 (required without --vf; with --vf: the VF's PF, the "
                         "default, or the VF itself)")
+    p.add_argument("--pool", metavar="POOL", type=common.name_arg,
+                   help="a pool of the config's [pools] instead of a parent: placed at each start")
     p.add_argument("--type", metavar="T", type=common.name_arg, required=True,
                    help="mdev type id, e.g. nvidia-231 (with --vf: the numeric vGPU type id, e.g. 1414)")
     p.add_argument("--uuid", metavar="U", type=common.uuid_arg, help="mdev UUID (default: a new random one)")

@@ -47,11 +47,15 @@ class DeviceRow:
     mdevctl_ignored: list[str]
     vf: str | None = None  # nvidia-vf only
     domain_named: str | None = None  # nvidia-vf only: the PF or VF the entry names
+    # a pool's device only: {"pool", "member" chosen or None, "why", "passed_over": [{"member", "why"}]}
+    pool: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         if self.kind != Kind.NVIDIA_VF:
             del data["vf"], data["domain_named"]
+        if self.pool is None:
+            del data["pool"]
         return data
 
 
@@ -96,7 +100,7 @@ def _row(s: Step, env: Env) -> DeviceRow:
                          m.source, None, [], vf=m.key, domain_named=m.parent)
     from mdev_hooks import mdevctl
 
-    info = sysfs.type_info(m.parent, m.type) if sysfs.parent_dir(m.parent) is not None else None
+    info = sysfs.type_info(m.parent, m.type) if m.parent and sysfs.parent_dir(m.parent) is not None else None
     return DeviceRow(
         m.key, m.parent, m.type, info.name if info else "", info.description if info else "",
         s.available if s.available is not None else (info.available if info else None), s.action, verdict,
@@ -134,9 +138,17 @@ def _action(s: Step, env: Env) -> str:
 
 def report(domain: Domain, steps: list[Step], env: Env) -> PlanReport:
     problem = plan.first_problem(steps)
+    rows = [_row(s, env) for s in steps]
+    if any(m.pool for m in domain.devices):  # where placement puts each pool device, and why (core/pools.py)
+        from mdev_hooks.admin.pools_admin import plan_notes
+        from mdev_hooks.core.pools import place
+
+        notes = plan_notes(place(domain, env))
+        for row in rows:
+            row.pool = notes.get(row.uuid)
     return PlanReport(
         domain={"name": domain.name, "uuid": domain.uuid}, ok=problem is None, problem=problem,
-        dry_run=env.cfg.dry_run, sysfs_root=env.sysfs.root, mdevs=[_row(s, env) for s in steps],
+        dry_run=env.cfg.dry_run, sysfs_root=env.sysfs.root, mdevs=rows,
         actions=[_action(s, env) for s in steps] if problem is None else [],
         ignored=[Ignored(m.key, m.parent, m.type, m.kind) for m in domain.unused],
         policy=policy_of(env.cfg.path, env.cfg.allowed_parents, env.cfg.allowed_types), config=env.cfg.path,
@@ -146,7 +158,10 @@ def report(domain: Domain, steps: list[Step], env: Env) -> PlanReport:
 # -- rendering -----------------------------------------------------------------------------------------------------
 def _parent(m: DeviceRow) -> str:
     cell = parent_cell(m.parent, m.pf)
-    return f"{m.domain_parent} -> {cell}" if m.domain_parent else cell
+    cell = f"{m.domain_parent} -> {cell}" if m.domain_parent else cell
+    if m.pool is not None:
+        return f"pool {m.pool['pool']} -> {cell}" if m.pool["member"] else f"pool {m.pool['pool']}"
+    return cell
 
 
 def render(r: PlanReport) -> str:
@@ -167,7 +182,11 @@ def render(r: PlanReport) -> str:
         lines += [f"mdev {m.uuid}: source: metadata (the mdevctl definition {path} is ignored: the domain's "
                   "metadata wins)" for path in m.mdevctl_ignored]
     lines += [f"parent mapped: mdev {m.uuid}: the domain's {m.domain_parent} is {m.parent} on this host ([parents] "
-              f"in {r.config or 'the configuration'})" for m in r.mdevs if m.domain_parent]
+              f"in {r.config or 'the configuration'})" for m in r.mdevs if m.domain_parent and m.pool is None]
+    if any(m.pool for m in r.mdevs):
+        from mdev_hooks.admin.pools_admin import render_note
+
+        lines += [render_note(m.uuid, m.pool) for m in r.mdevs if m.pool]
     for i in r.ignored:
         if i.kind == Kind.NVIDIA_VF:
             lines.append(f"ignored: metadata entry kind=\"{Kind.NVIDIA_VF.value}\" parent={i.parent} type={i.type}: "

@@ -7,7 +7,7 @@ external, and whether a domain runs is "unknown" when virsh cannot say.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mdev_hooks.admin import common
@@ -68,11 +68,14 @@ class StatusReport:
     running_error: str | None
     policy: Policy | None
     parent_map: list[dict[str, Any]]
+    pools: list[Any] = field(default_factory=list)  # pools_admin.PoolRow, when the config has [pools]
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(parents=[p.to_json() for p in self.parents], devices=[d.to_json() for d in self.devices],
                     policy=None if self.policy is None else self.policy.to_json())
+        if not self.pools:  # the key appears with [pools]
+            del data["pools"]
         return data
 
 
@@ -127,10 +130,15 @@ def report(env: Env, running: common.Running) -> StatusReport:
         for p in parents:
             for t in p.types:
                 t.allowed = policy_problem(cfg, ManagedDevice("-", p.parent, t.type)) is None
-    return StatusReport(
+    r = StatusReport(
         sysfs.root, cfg.state_dir, parents, vfs, devices, orphans, problems, running.uuids is not None,
         running.error, policy,
         [{"domain_parent": k, "host_parent": v, "present": sysfs.parent_dir(v) is not None} for k, v in cfg.parents])
+    if cfg.pools:
+        from mdev_hooks.admin.pools_admin import pool_rows
+
+        r.pools = pool_rows(env)
+    return r
 
 
 def _types_table(r: StatusReport) -> str:
@@ -155,6 +163,10 @@ def render(r: StatusReport) -> str:
     for pm in r.parent_map:
         lines.append(f"  [parents]: a domain's {pm['domain_parent']} -> {pm['host_parent']} on this host"
                      + ("" if pm["present"] else " (NOT registered here: such starts fail)"))
+    if r.pools:
+        from mdev_hooks.admin.pools_admin import render_pools
+
+        lines += render_pools(r.pools)
     lines += ["", f"mdevs ({len(r.devices)}):"]
     if r.devices:
         first = "UUID / VF" if any(d.kind == Kind.NVIDIA_VF for d in r.devices) else "UUID"

@@ -59,7 +59,7 @@ def lock_names(domain: Domain, env: Env) -> list[str]:
     return names
 
 
-def _registered(env: Env, host: str) -> list[str] | None:
+def registered(env: Env, host: str) -> list[str] | None:
     """The mdev parents a member stands for: itself, or an SR-IOV PF's VFs; None if not registered."""
     if env.sysfs.parent_dir(host) is not None:
         return [host] if env.sysfs.has_mdev_types(host) else None
@@ -72,7 +72,7 @@ def missing(env: Env, m: ManagedDevice) -> bool:
     if env.sysfs.device(m.key) is not None:
         return False
     for member in members(env.cfg, m.pool) or ():
-        parents = _registered(env, host_name(env.cfg, member))
+        parents = registered(env, host_name(env.cfg, member))
         if parents and any(env.sysfs.offers(p, m.type) for p in parents):
             return False
     return True
@@ -98,7 +98,7 @@ def _why_not(env: Env, m: ManagedDevice, host: str, placed: Counter[tuple[str, s
     sysfs = env.sysfs
     if policy_problem(env.cfg, replace(m, parent=host)):
         return "not allowed by the config's policy"
-    parents = _registered(env, host)
+    parents = registered(env, host)
     if not parents:
         return "not registered"
     if not any(sysfs.offers(p, m.type) for p in parents):
