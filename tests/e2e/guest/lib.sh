@@ -110,24 +110,27 @@ wait_until() {
 # an mtty device (enable-migration=on, x-device-dirty-page-tracking=off; docs/notes/migration-lab.md §3).
 # Memory 96 MiB unless --memory. Sets DOMU to the domain's <uuid>; the XML stays in $SCRATCH/NAME.xml.
 define_domain() {
-    local name=$1 mem=96 parent=mtty migratable=0 spec u t i=0 meta="" devs="" over="" managed
+    local name=$1 mem=96 parent=mtty pool="" where migratable=0 spec u t i=0 meta="" devs="" over="" managed
     shift
     while [ $# -gt 0 ]; do
         case $1 in
         --memory) mem=$2; shift 2 ;;
         --parent) parent=$2; shift 2 ;;
+        --pool) pool=$2; shift 2 ;;  # the metadata names this pool of [pools] instead of a parent
         --migratable) migratable=1; shift ;;
         *) break ;;
         esac
     done
     DOMU=$(new_uuid)
+    where="parent=\"$parent\""
+    [ -z "$pool" ] || where="pool=\"$pool\""
     for spec in "$@"; do
         t=${spec%%=*}
         u=${spec#*=}
         case $t in
         unmanaged) managed=no ;;
         nometa) managed=yes ;;
-        *) managed=yes; meta+="      <mdev:device uuid=\"$u\" parent=\"$parent\" type=\"$t\"/>"$'\n' ;;
+        *) managed=yes; meta+="      <mdev:device uuid=\"$u\" $where type=\"$t\"/>"$'\n' ;;
         esac
         devs+="    <hostdev mode='subsystem' type='mdev' managed='$managed' model='vfio-pci'>"
         devs+="<source><address uuid='$u'/></source><alias name='ua-mdev$i'/></hostdev>"$'\n'

@@ -7,24 +7,25 @@ ME=$(cat "$SHARE/hostname" 2>/dev/null || hostname)
 PEER_IP=$(cat "$SHARE/peer-ip" 2>/dev/null || true)
 PEER_URI=qemu+tcp://$PEER_IP/system
 
-# th_define NAME [--unmanaged] [--parent P] TYPE=UUID...: lib.sh's define_domain, tiny (32 MiB) and
+# th_define NAME [--unmanaged] [--parent P | --pool P] TYPE=UUID...: lib.sh's define_domain, tiny (32 MiB) and
 # --migratable. Managed (default): managed='yes' and our <mdev:device> metadata (parent P, default mtty);
 # --unmanaged: managed='no', no metadata (the device must exist already). Sets DOMU.
 th_define() {
     local name=$1 parent=mtty unmanaged=0 spec
-    local -a specs=()
+    local -a specs=() where=()
     shift
     while [ $# -gt 0 ]; do
         case $1 in
         --unmanaged) unmanaged=1; shift ;;
         --parent) parent=$2; shift 2 ;;
+        --pool) where=(--pool "$2"); shift 2 ;;
         *) break ;;
         esac
     done
     for spec in "$@"; do
         if [ $unmanaged = 1 ]; then specs+=("unmanaged=${spec#*=}"); else specs+=("$spec"); fi
     done
-    define_domain "$name" --memory 32 --migratable --parent "$parent" "${specs[@]}"
+    define_domain "$name" --memory 32 --migratable --parent "$parent" "${where[@]}" "${specs[@]}"
     echo "$DOMU" > "$SCRATCH/$name.domu"
 }
 
