@@ -20,13 +20,7 @@ def test_a_parent_registered_while_the_start_waits_gets_its_device(tmp_path: Pat
     u = uid()
     p = h.start("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(u, MTTY, "mtty-2")]))
     try:
-        # until the hook says it waits: its start-up alone can take seconds on a loaded host, and a fixed sleep
-        # counted from the process start then saw it wait less than that sleep
-        deadline = time.monotonic() + 60
-        while not (h.log_file.exists() and '"parent.waiting"' in h.log_file.read_text()):
-            assert p.poll() is None, p.stderr.read() if p.stderr else ""
-            assert time.monotonic() < deadline, "the hook never logged parent.waiting"
-            time.sleep(0.1)
+        h.wait_logged(p, "parent.waiting")  # until the hook says it waits
         time.sleep(1)
         assert p.poll() is None, p.stderr.read() if p.stderr else ""  # still waiting
         assert not (h.lock_dir / f"{MTTY}.lock").exists()  # waiting holds no lock

@@ -92,11 +92,7 @@ def test_a_late_member_at_boot_gets_the_device(tmp_path: Path) -> None:
     d = pooled("vm1", DOM1, [u], "mtty-2")
     p = h.start("vm1", "prepare", "begin", d)
     try:
-        deadline = time.monotonic() + 60
-        while not (h.log_file.exists() and '"parent.waiting"' in h.log_file.read_text()):
-            assert p.poll() is None, p.stderr.read() if p.stderr else ""
-            assert time.monotonic() < deadline, "the hook never logged parent.waiting"
-            time.sleep(0.1)
+        h.wait_logged(p, "parent.waiting")
         time.sleep(1)
         assert p.poll() is None  # still waiting, holding no lock
         assert not h.lock_dir.exists()

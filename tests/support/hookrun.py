@@ -69,6 +69,17 @@ class HookEnv:
             return []
         return sorted(p.name for p in self.state_dir.iterdir())
 
+    def wait_logged(self, p: subprocess.Popen[bytes], event: str, timeout: float = 60) -> None:
+        """Until the running hook `p` has logged `event` (its start-up alone can take seconds on a loaded host: a
+        fixed sleep counted from the process start would not do); it must not exit first."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not (self.log_file.exists() and f'"{event}"' in self.log_file.read_text()):
+            assert p.poll() is None, p.stderr.read() if p.stderr else ""
+            assert time.monotonic() < deadline, f"the hook never logged {event}"
+            time.sleep(0.1)
+
     def events(self) -> list[dict[str, object]]:
         import json
         if not self.log_file.exists():
