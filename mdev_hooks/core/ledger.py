@@ -65,8 +65,7 @@ class Ledger:
         check_private_dir(self.dir, "state_dir")
 
     def _failed(self, what: str, key: str, e: OSError) -> LedgerError:
-        noun = "mdev" if ":" not in key else "VF"
-        return LedgerError(f"cannot {what} {noun} {key} in the ledger (state_dir {self.dir}): {e.strerror}")
+        return LedgerError(f"cannot {what} device {key} in the ledger (state_dir {self.dir}): {e.strerror}")
 
     def path(self, key: str) -> str:
         """The file of key's claim."""

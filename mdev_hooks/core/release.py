@@ -12,10 +12,11 @@ from collections.abc import Iterable
 
 from mdev_hooks.core.env import Env, elapsed_ms
 from mdev_hooks.core.faultpoint import reached
-from mdev_hooks.core.kinds import DeviceKind, kind_of, kind_of_key
+from mdev_hooks.core.kinds import DeviceKind, kind_of
 from mdev_hooks.core.ledger import Claim, CorruptClaim
 from mdev_hooks.core.locks import parent_locks
 from mdev_hooks.core.sriov import lock_name
+from mdev_hooks.domain import ManagedDevice
 from mdev_hooks.enums import ClaimState
 from mdev_hooks.errors import HookError
 from mdev_hooks.kernel import errnos
@@ -61,23 +62,25 @@ def _wait_gone(env: Env, kind: DeviceKind, key: str, timeout: float) -> bool:
         time.sleep(0.1)
 
 
-def release(domain_uuid: str, env: Env, keys: Iterable[str] = ()) -> None:
+def release(domain_uuid: str, env: Env, devices: Iterable[ManagedDevice] = ()) -> None:
     """Clear exactly the devices the ledger says this hook made for the domain. Idempotent.
 
-    `keys`: the devices the domain XML names as managed; one whose ledger entry is unreadable while its device
-    exists cannot be proven ours (nor another's): it is left in place and reported, never silently forgotten."""
+    `devices`: those the domain XML names as managed; one whose ledger entry is unreadable while its device exists
+    cannot be proven ours (nor another's): it is left in place and reported, never silently forgotten. (The kind
+    of an unreadable claim is the one the domain XML gives.)"""
     env.ledger.check_dir()  # a planted or foreign-writable state_dir must not decide what gets removed
     claims, problems = env.ledger.for_domain(domain_uuid)
     for p in problems:
         env.log.warning("ledger.unreadable", problem=p)
     unproven: list[str] = []
-    for key in keys:
+    for m in devices:
         try:
-            env.ledger.get(key)
+            env.ledger.get(m.key)
         except CorruptClaim as e:
-            if kind_of_key(key).current(env.sysfs, key) is not None:
-                env.log.error("mdev.ownership_unknown", mdev=key, problem=str(e))
-                unproven.append(f"left mdev {key} in place: {e}")
+            kind = kind_of(m.kind)
+            if kind.current(env.sysfs, m.key) is not None:
+                env.log.error("mdev.ownership_unknown", mdev=m.key, problem=str(e))
+                unproven.append(f"left {kind.noun} {m.key} in place: {e}")
     if not claims:
         env.log.debug("release.nothing_owned")
         if unproven:
@@ -119,9 +122,10 @@ def release_one(env: Env, c: Claim) -> str | None:
         drop(env, c.key)
         log.info(ev["unadopted"], reason="adopted at prepare, left in place", duration_ms=elapsed_ms(t0))
         return None
-    problem = kind.not_clearable(env, c)
-    if problem:
-        log.error(ev["clear_failed"], reason="no nvidia/current_vgpu_type", duration_ms=elapsed_ms(t0))
+    refused = kind.not_clearable(env, c)
+    if refused:
+        reason, problem = refused
+        log.error(ev["clear_failed"], reason=reason, duration_ms=elapsed_ms(t0))
         return problem
     dev = kind.current(env.sysfs, c.key)
     if dev is None:
