@@ -54,7 +54,7 @@ CONFIG_FALLBACK = [
     "libvirt runs hooks with a scrubbed environment, so this file is how the hook learns its settings.",
     "* sysfs_root: where sysfs is (default /sys).",
     "* state_dir: the ownership ledger, one claim file per device (default /run/mdev\\-hooks).",
-    "* lock_dir: one lock file per parent device (default /run/lock/mdev\\-hooks).",
+    "* lock_dir: one lock file per parent device (default /run/mdev\\-hooks/locks, under the root\\-only state_dir).",
     "* log_file: structured log, JSON lines (default /var/log/mdev\\-hooks.log).",
     "* dry_run: validate and log would_create/would_remove, touch nothing (default false).",
     "* lock_timeout: seconds to wait for a parent's lock (default 30).",
@@ -75,7 +75,7 @@ FILES = [
     ("/etc/mdev-hooks/config.toml", "the configuration, every setting commented out by default"),
     ("/run/mdev-hooks/", "the ledger: one JSON claim per device (mdev UUID, or VF address for nvidia-vf) naming "
      "the domain it was created for"),
-    ("/run/lock/mdev-hooks/", "one lock file per parent device"),
+    ("/run/mdev-hooks/locks/", "one lock file per parent device"),
     ("/var/log/mdev-hooks.log", "the hook's log, one JSON object per line, opened anew by every hook run (unless "
      "log_file names another file, or the journal or syslog)"),
     ("/sys/class/mdev_bus/", "the mdev parents and their mdev_supported_types"),
