@@ -116,7 +116,7 @@ def run(name: str, op: str, data: bytes) -> int:
             # release works from the ledger: a domain whose metadata was edited while it ran still gets its
             # devices removed (only an unparseable XML or domain UUID stops it)
             log.warning("release.xml_incomplete", error=str(e))
-            parsed = dom.Domain(name=name, uuid=dom.domain_uuid(data))
+            parsed = dom.Domain(name=name, uuid=dom.domain_uuid(dom.parse_xml(data)))
         log = log.bind(domain_uuid=parsed.uuid)
         env = env.with_log(log)
         log.info("hook.invoked", mdevs=[m.key for m in parsed.devices])
