@@ -24,7 +24,7 @@ _FALSE = ("0", "false", "no", "off")
 class Config:
     sysfs_root: str = "/sys"
     state_dir: str = "/run/mdev-hooks"
-    lock_dir: str = "/run/lock/mdev-hooks"
+    lock_dir: str = "/run/mdev-hooks/locks"  # under state_dir: /run is root-only, /run/lock is world-writable
     log_file: str = "/var/log/mdev-hooks.log"
     dry_run: bool = False
     lock_timeout: float = 30.0

@@ -116,7 +116,7 @@ def run(name: str, op: str, data: bytes) -> int:
             # release works from the ledger: a domain whose metadata was edited while it ran still gets its
             # devices removed (only an unparseable XML or domain UUID stops it)
             log.warning("release.xml_incomplete", error=str(e))
-            parsed = dom.Domain(name=name, uuid=dom.domain_uuid(data))
+            parsed = dom.Domain(name=name, uuid=dom.domain_uuid(dom.parse_xml(data)))
         log = log.bind(domain_uuid=parsed.uuid)
         env = env.with_log(log)
         log.info("hook.invoked", mdevs=[m.key for m in parsed.devices])
@@ -143,7 +143,7 @@ def run(name: str, op: str, data: bytes) -> int:
     except Exception as e:
         # never a traceback as the user's error: the full one goes to the log file
         if log is not None:
-            log.exception("hook.crashed")
+            log.exception("hook.crashed", exc_info=True)  # structlog < 20.2 sets no exc_info itself
         return _fail(f"internal error during {op} of domain {name}: {e.__class__.__name__}: {e} (details in the log)")
     log.info("hook.done", duration_ms=round((time.monotonic() - t0) * 1000, 2))
     return 0

@@ -17,11 +17,11 @@ from lxml import etree
 from mdev_hooks.core import plan
 from mdev_hooks.core.env import Env
 from mdev_hooks.core.kinds import owned_elsewhere
-from mdev_hooks.domain import ManagedDevice
+from mdev_hooks.domain import ManagedDevice, domain_uuid
 from mdev_hooks.enums import ClaimState, Kind
 from mdev_hooks.errors import HookError
 from mdev_hooks.kernel import Sysfs
-from mdev_hooks.names import canonical_uuid, check_vgpu_type
+from mdev_hooks.names import check_vgpu_type
 
 
 def _vgpu_pf(sysfs: Sysfs, vf: str) -> str:
@@ -141,7 +141,7 @@ def add(args: argparse.Namespace, virsh: Any, env: Env, running: Callable[[], An
     parents = _vgpu_parents(args.parent, vf, pf)
     root = domedit.parse(virsh.dumpxml_inactive(args.domain))
     name = domedit.domain_name(root) or args.domain
-    dom_uuid = canonical_uuid(domedit.domain_uuid(root), "domain <uuid>")
+    dom_uuid = domain_uuid(root)
 
     claim = env.ledger.get(vf)
     if claim is not None and claim.domain_uuid != dom_uuid:
