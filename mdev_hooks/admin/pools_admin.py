@@ -17,7 +17,6 @@ from mdev_hooks.core.env import Env
 from mdev_hooks.core.kinds import owned_elsewhere
 from mdev_hooks.enums import Kind
 from mdev_hooks.errors import HookError
-from mdev_hooks.names import canonical_uuid
 
 
 @dataclass
@@ -108,7 +107,7 @@ def add_pool(args: argparse.Namespace) -> int:
                         "see `mdev-hooks status`")
     root = domedit.parse(virsh.dumpxml_inactive(args.domain))
     name = domedit.domain_name(root) or args.domain
-    dom_uuid = canonical_uuid(domedit.domain_uuid(root), "domain <uuid>")
+    dom_uuid = domain.domain_uuid(root)
     mdev = args.uuid or str(uuidlib.uuid4())
     claim = env.ledger.get(mdev)
     if claim is not None and claim.domain_uuid != dom_uuid:
