@@ -76,10 +76,11 @@ def _guest_out(tmp_path: Path, *, removed: bool = True, gone: str = "yes", sysfs
         f"{_clock(t)}: 901: debug : virHookCall:380 : Calling hook {HOOK} id=demo-mtty op={op} subop={sub} "
         f"extra=-\n" for t, op, sub in calls) + f"{_clock(T0 + 1)}: 901: debug : virHookCall:380 : Calling hook "
         f"{HOOK} id=other op=prepare subop=begin extra=-\n")
-    events = [(T0 + 2.0, "hook.invoked", 300, "prepare", {"mdevs": [U]}),
-              (T0 + 2.5, "mdev.created", 300, "prepare", {"mdev": U, "available_instances": 11}),
-              (T0 + 2.6, "hook.done", 300, "prepare", {"duration_ms": 612.5}),
-              (T0 + 15.4, "hook.invoked", 301, "release", {"mdevs": [U]})]
+    events: list[tuple[float, str, int, str, dict[str, object]]] = [
+        (T0 + 2.0, "hook.invoked", 300, "prepare", {"mdevs": [U]}),
+        (T0 + 2.5, "mdev.created", 300, "prepare", {"mdev": U, "available_instances": 11}),
+        (T0 + 2.6, "hook.done", 300, "prepare", {"duration_ms": 612.5}),
+        (T0 + 15.4, "hook.invoked", 301, "release", {"mdevs": [U]})]
     if removed:
         events.append((T0 + 15.6, "mdev.removed", 301, "release", {"mdev": U, "available_instances": 12}))
     lines = [json.dumps({"event": ev, "timestamp": _iso(t), "domain": "demo-mtty", "pid": pid, "op": op, **kw})
