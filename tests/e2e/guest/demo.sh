@@ -23,6 +23,17 @@ step() { # NAME: the step now running (the host names it if the demo fails)
     printf '\033[1m==> %s\033[0m\n' "$1"
 }
 show() { sed 's/^/    /'; }
+# timed_virsh OP BEFORE AFTER: `virsh OP $NAME` within 300 s, its output shown; notes the times BEFORE and AFTER it
+# and OP_rc; fails unless it succeeded
+timed_virsh() {
+    local op=$1 rc=0
+    fact "$2" "$(now_s)"
+    timeout 300 virsh "$op" "$NAME" > "$SCRATCH/$op.out" 2>&1 || rc=$?
+    fact "$3" "$(now_s)"
+    fact "${op}_rc" "$rc"
+    show < "$SCRATCH/$op.out"
+    [ "$rc" = 0 ] || fail "virsh $op $NAME failed (rc $rc; see libvirtd.log, mdev-hooks.log)"
+}
 
 collect_logs() {
     cp /var/log/libvirt/libvirtd.log "$OUT/libvirtd.log" 2>/dev/null
@@ -89,13 +100,7 @@ assert_no_mdev "$U"
 echo "before the start: no mdev $U; $TYPE has $BEFORE instances free" | show
 
 step "virsh start $NAME"
-fact t_start "$(now_s)"
-START_RC=0
-timeout 300 virsh start "$NAME" > "$SCRATCH/start.out" 2>&1 || START_RC=$?
-fact t_started "$(now_s)"
-fact start_rc "$START_RC"
-show < "$SCRATCH/start.out"
-[ "$START_RC" = 0 ] || fail "virsh start $NAME failed (rc $START_RC; libvirtd.log, mdev-hooks.log)"
+timed_virsh start t_start t_started
 
 step "the domain runs and qemu holds the device"
 STATE=$(dom_state "$NAME")
@@ -126,13 +131,7 @@ grep -iF "$U" "$SCRATCH/status.out" | grep -qF "$NAME" \
 fact status_line "$(printf '%s' "$OWNER" | tr -s ' ')"
 
 step "virsh destroy $NAME"
-fact t_destroy "$(now_s)"
-DESTROY_RC=0
-timeout 300 virsh destroy "$NAME" > "$SCRATCH/destroy.out" 2>&1 || DESTROY_RC=$?
-fact t_destroyed "$(now_s)"
-fact destroy_rc "$DESTROY_RC"
-show < "$SCRATCH/destroy.out"
-[ "$DESTROY_RC" = 0 ] || fail "virsh destroy $NAME failed (rc $DESTROY_RC)"
+timed_virsh destroy t_destroy t_destroyed
 
 step "the device is gone"
 echo "virsh domstate $NAME: $(dom_state "$NAME")" | show
