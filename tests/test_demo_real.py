@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import signal
@@ -181,15 +182,16 @@ def test_sigint_during_the_boot_stops_qemu_and_cleans_up(tmp_path: Path) -> None
     (fake / "dpkg-query").chmod(0o755)
     before = _works()
     env = {"PATH": f"{fake}:/usr/sbin:/usr/bin:/sbin:/bin", **_fake_image(tmp_path)}
+    # its own process group, signalled as a whole: what Ctrl-C in a terminal does
     p = subprocess.Popen(["bash", str(REPO / "scripts" / "demo-real")], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
+                         stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
         for _ in range(600):
             if started.exists() or p.poll() is not None:
                 break
             time.sleep(0.1)
         assert started.exists() and _demo_qemus(), "the stand-in qemu never started"
-        p.send_signal(signal.SIGINT)
+        os.killpg(p.pid, signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
