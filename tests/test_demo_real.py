@@ -150,6 +150,11 @@ def _demo_qemus() -> list[str]:
     return r.stdout.split()
 
 
+ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="scripts/demo-real runs as root only")
+
+
+@pytest.mark.root
+@ROOT
 @pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86 (scripts/setup)")
 def test_a_failing_step_is_named_with_its_log_and_cleaned_up(tmp_path: Path) -> None:
     before = _works()
@@ -169,6 +174,8 @@ def test_a_failing_step_is_named_with_its_log_and_cleaned_up(tmp_path: Path) -> 
             shutil.rmtree(p)
 
 
+@pytest.mark.root
+@ROOT
 def test_sigint_during_the_boot_stops_qemu_and_cleans_up(tmp_path: Path) -> None:
     """Ctrl-C mid-boot: the qemu it started is stopped and the work directory removed. (A stand-in qemu that never
     boots: the real one is interrupted the same way by hand, README.)"""
