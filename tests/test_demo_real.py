@@ -177,8 +177,9 @@ def test_a_failing_step_is_named_with_its_log_and_cleaned_up(tmp_path: Path) -> 
 @pytest.mark.root
 @ROOT
 def test_sigint_during_the_boot_stops_qemu_and_cleans_up(tmp_path: Path) -> None:
-    """Ctrl-C mid-boot: the qemu it started is stopped and the work directory removed. (A stand-in qemu that never
-    boots: the real one is interrupted the same way by hand, README.)"""
+    """Ctrl-C mid-boot: the qemu it started is stopped and the work directory removed. The stand-in qemu never
+    boots and, started in the background by bash, ignores SIGINT: the cleanup must stop it (the real qemu also ends
+    on SIGINT by itself; a run with the real guest interrupted this way left no qemu either)."""
     fake = tmp_path / "bin"
     fake.mkdir()
     started = tmp_path / "qemu.started"
