@@ -128,7 +128,7 @@ show < "$SCRATCH/status.out"
 OWNER=$(grep -iF "$U" "$SCRATCH/status.out" | head -n1)
 grep -iF "$U" "$SCRATCH/status.out" | grep -qF "$NAME" \
     || fail "mdev-hooks status does not show $U owned by $NAME"
-fact status_line "$(printf '%s' "$OWNER" | tr -s ' ')"
+fact status_line "$(printf '%s' "$OWNER" | tr -s ' ' | sed 's/^ //')"
 
 step "virsh destroy $NAME"
 timed_virsh destroy t_destroy t_destroyed
