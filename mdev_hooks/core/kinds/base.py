@@ -41,6 +41,8 @@ class DeviceKind:
         """How `gc` names a claimed device (its owner follows)."""
         raise NotImplementedError
 
+    status_fields: ClassVar[dict[str, Any]] = {}  # fields a `status --json` device of this kind also has
+
     def type_cell(self, type_: str) -> str:
         """The TYPE cell of `status` for a device of this kind."""
         return type_
@@ -125,6 +127,6 @@ class DeviceKind:
         """What a start would do for the step, in `plan`'s words (with the files it writes)."""
         raise NotImplementedError
 
-    def ignored_line(self, m: ManagedDevice) -> str:
+    def ignored_line(self, key: str, parent: str, type_: str) -> str:
         """`plan`'s line for a metadata entry of this kind that the domain does not use."""
         raise NotImplementedError

@@ -206,8 +206,8 @@ class Mdev(DeviceKind):
             text += f"; its <attr> values ({attrs_text(m)}) are NOT written: the device exists"
         return text
 
-    def ignored_line(self, m: ManagedDevice) -> str:
-        return f"ignored: metadata entry {m.key} has no <hostdev type='mdev' managed='yes'> with that UUID"
+    def ignored_line(self, key: str, parent: str, type_: str) -> str:
+        return f"ignored: metadata entry {key} has no <hostdev type='mdev' managed='yes'> with that UUID"
 
 
 KIND = Mdev()

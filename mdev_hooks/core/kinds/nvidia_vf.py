@@ -115,6 +115,8 @@ class NvidiaVf(DeviceKind):
     def describe_claim(self, c: Claim) -> str:
         return f"vGPU type {c.type} on VF {c.key}"
 
+    status_fields: ClassVar[dict[str, Any]] = {"type_name": ""}
+
     def type_cell(self, type_: str) -> str:
         return f"vGPU {type_}"
 
@@ -205,8 +207,8 @@ class NvidiaVf(DeviceKind):
             Action.KEEP: f"keep vGPU type {m.type} on {on}: the hook already set it for this domain",
         }[step.action]
 
-    def ignored_line(self, m: ManagedDevice) -> str:
-        return (f"ignored: metadata entry kind=\"{Kind.NVIDIA_VF.value}\" parent={m.parent} type={m.type}: "
+    def ignored_line(self, key: str, parent: str, type_: str) -> str:
+        return (f"ignored: metadata entry kind=\"{Kind.NVIDIA_VF.value}\" parent={parent} type={type_}: "
                 "no <hostdev type='pci' managed='yes'> of the domain is that VF or a VF of that PF")
 
 
