@@ -122,9 +122,9 @@ def cmd_types(args: argparse.Namespace) -> int:
     vgpu_vfs: list[str] = []  # NVIDIA's vendor-specific interface (not mdev): VFs to show
     if args.parent:
         if sysfs.parent_dir(args.parent) is None:
-            if sysfs.is_nvidia_vendor_vfio(args.parent):
-                vfs = [args.parent] if sysfs.is_vgpu_vf(args.parent) else \
-                    [v for v in sysfs.vfs(args.parent) if sysfs.is_vgpu_vf(v)]
+            if sysfs.on_nvidia_vendor_interface(args.parent):
+                vfs = [args.parent] if sysfs.takes_vgpu_type(args.parent) else \
+                    [v for v in sysfs.vfs(args.parent) if sysfs.takes_vgpu_type(v)]
                 return _print_vgpu(args, vgpu_rows(sysfs, vfs))
             known = sysfs.parents()
             raise HookError(f"parent {args.parent} not found under {sysfs.root}/class/mdev_bus (known parents: "

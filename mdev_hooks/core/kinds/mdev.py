@@ -95,7 +95,7 @@ class Mdev(DeviceKind):
                 if any(sysfs.offers(vf, m.type) for vf in vfs):
                     return None
                 return pick_vf(env, m, vfs, set()).problem
-            if sysfs.is_nvidia_vendor_vfio(m.parent):
+            if sysfs.on_nvidia_vendor_interface(m.parent):
                 return (
                     f"cannot create {what}: {m.parent} uses NVIDIA's vendor-specific vGPU interface "
                     "(vGPU 17+ on kernel >= 6.8: nvidia/creatable_vgpu_types, no mdev_supported_types), which is not "
@@ -125,7 +125,7 @@ class Mdev(DeviceKind):
         """The parent or type is not registered (yet): what parent_wait waits for. A parent of NVIDIA's vendor
         interface named as an mdev parent is a mistake, not a delay."""
         return (env.sysfs.device(m.key) is None and self.parent_problem(env, m) is not None
-                and not env.sysfs.is_nvidia_vendor_vfio(m.parent))
+                and not env.sysfs.on_nvidia_vendor_interface(m.parent))
 
     def write(self, sysfs: Sysfs, m: ManagedDevice) -> None:
         sysfs.create(m.parent, m.type, m.key)

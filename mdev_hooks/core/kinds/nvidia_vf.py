@@ -48,7 +48,7 @@ def bind(domain: Domain, env: Env) -> Domain:
             unused.append(e)
             continue
         taken[vf] = replace(e, key=vf)
-        env.log.info("vgpu.vf_matched", pf=e.parent, vf=vf, type=e.type,
+        env.log.info("nvidia_vf.vf_matched", pf=e.parent, vf=vf, type=e.type,
                      reason="the first managed PCI hostdev of the domain that is a VF of this PF")
     order = {e: i for i, e in enumerate(domain.pci_hostdevs)}
     vgpus = sorted(taken.values(), key=lambda m: order[m.key])
@@ -100,9 +100,9 @@ class NvidiaVf(DeviceKind):
     bus = "pci"
     counts_instances = False  # the VF offers the type or not: its plan decides
     events: ClassVar[dict[str, str]] = {
-        "kept": "vgpu.kept", "would_create": "vgpu.would_set", "would_adopt": "vgpu.would_adopt",
-        "adopted": "vgpu.adopted", "write_failed": "vgpu.set_failed", "written": "vgpu.set",
-        "unadopted": "vgpu.unadopted", "clear_failed": "vgpu.clear_failed", "cleared": "vgpu.cleared"}
+        "kept": "nvidia_vf.kept", "would_create": "nvidia_vf.would_set", "would_adopt": "nvidia_vf.would_adopt",
+        "adopted": "nvidia_vf.adopted", "write_failed": "nvidia_vf.set_failed", "written": "nvidia_vf.set",
+        "unadopted": "nvidia_vf.unadopted", "clear_failed": "nvidia_vf.clear_failed", "cleared": "nvidia_vf.cleared"}
     kept_reason = "already set for this domain"
     adopt_reason = "the VF already has this type, owned by no domain"
     gone_reason = "vGPU type cleared"
@@ -173,7 +173,7 @@ class NvidiaVf(DeviceKind):
         return not sysfs.is_pci_device(key)
 
     def not_clearable(self, env: Env, c: Claim) -> tuple[str, str] | None:
-        if not env.sysfs.is_pci_device(c.key) or env.sysfs.is_vgpu_vf(c.key):
+        if not env.sysfs.is_pci_device(c.key) or env.sysfs.takes_vgpu_type(c.key):
             return None
         return "no nvidia/current_vgpu_type", unbound(c)
 
