@@ -16,6 +16,14 @@ from mdev_hooks.errors import HookError
 from mdev_hooks.kernel import Sysfs
 
 
+def event_names(prefix: str, write: str, written: str, clear: str, cleared: str) -> dict[str, str]:
+    """The skeleton's moments -> a kind's log events, from its verbs (mdev: create, created, remove, removed)."""
+    words = {"kept": "kept", "would_create": f"would_{write}", "would_adopt": "would_adopt", "adopted": "adopted",
+             "write_failed": f"{write}_failed", "written": written, "unadopted": "unadopted",
+             "clear_failed": f"{clear}_failed", "cleared": cleared}
+    return {moment: f"{prefix}.{word}" for moment, word in words.items()}
+
+
 class DeviceKind:
     """One kind of device. `events` maps the skeleton's moments to this kind's log event names."""
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from mdev_hooks.core.env import Env, Existing, Step, attrs_text
 from mdev_hooks.core.kinds import describe
-from mdev_hooks.core.kinds.base import DeviceKind
+from mdev_hooks.core.kinds.base import DeviceKind, event_names
 from mdev_hooks.core.ledger import Claim
 from mdev_hooks.core.sriov import pick_vf, sriov_vfs
 from mdev_hooks.domain import ManagedDevice
@@ -51,10 +51,7 @@ class Mdev(DeviceKind):
     bus = "mdev"
     counts_instances = True
     mdevctl_defines = True
-    events: ClassVar[dict[str, str]] = {
-        "kept": "mdev.kept", "would_create": "mdev.would_create", "would_adopt": "mdev.would_adopt",
-        "adopted": "mdev.adopted", "write_failed": "mdev.create_failed", "written": "mdev.created",
-        "unadopted": "mdev.unadopted", "clear_failed": "mdev.remove_failed", "cleared": "mdev.removed"}
+    events: ClassVar[dict[str, str]] = event_names("mdev", "create", "created", "remove", "removed")
     kept_reason = "already created for this domain"
     adopt_reason = "exists with the requested parent and type, owned by no domain"
     unused_reason = "no <hostdev type='mdev' managed='yes'> with this UUID"

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from mdev_hooks.core.env import Env, Existing, Step
 from mdev_hooks.core.kinds import describe
-from mdev_hooks.core.kinds.base import DeviceKind
+from mdev_hooks.core.kinds.base import DeviceKind, event_names
 from mdev_hooks.core.ledger import Claim
 from mdev_hooks.domain import Domain, ManagedDevice
 from mdev_hooks.enums import Action, Kind
@@ -99,10 +99,7 @@ class NvidiaVf(DeviceKind):
     key_label = "VF"
     bus = "pci"
     counts_instances = False  # the VF offers the type or not: its plan decides
-    events: ClassVar[dict[str, str]] = {
-        "kept": "nvidia_vf.kept", "would_create": "nvidia_vf.would_set", "would_adopt": "nvidia_vf.would_adopt",
-        "adopted": "nvidia_vf.adopted", "write_failed": "nvidia_vf.set_failed", "written": "nvidia_vf.set",
-        "unadopted": "nvidia_vf.unadopted", "clear_failed": "nvidia_vf.clear_failed", "cleared": "nvidia_vf.cleared"}
+    events: ClassVar[dict[str, str]] = event_names("nvidia_vf", "set", "set", "clear", "cleared")
     kept_reason = "already set for this domain"
     adopt_reason = "the VF already has this type, owned by no domain"
     gone_reason = "vGPU type cleared"
