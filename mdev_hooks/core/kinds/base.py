@@ -121,9 +121,10 @@ class DeviceKind:
     def cleared_fields(self, env: Env, c: Claim) -> dict[str, Any]:
         return {}
 
-    def waits_for_driver(self, env: Env, c: Claim) -> bool:
-        """Let the vendor's driver remove the device itself first (NVIDIA's mdev vGPUs)."""
-        return False
+    def driver_wait(self, env: Env, c: Claim) -> float:
+        """Seconds to let the vendor's driver remove the device itself first (NVIDIA's mdev vGPUs; logged as
+        events["driver_waited"]), 0 for none."""
+        return 0.0
 
     # -- `mdev-hooks plan` -----------------------------------------------------------------------------------------
     def plan_row(self, step: Step, env: Env) -> dict[str, Any]:

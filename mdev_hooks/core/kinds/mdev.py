@@ -51,7 +51,8 @@ class Mdev(DeviceKind):
     bus = "mdev"
     counts_instances = True
     mdevctl_defines = True
-    events: ClassVar[dict[str, str]] = event_names("mdev", "create", "created", "remove", "removed")
+    events: ClassVar[dict[str, str]] = {**event_names("mdev", "create", "created", "remove", "removed"),
+                                        "driver_waited": "mdev.nvidia_wait"}
     kept_reason = "already created for this domain"
     adopt_reason = "exists with the requested parent and type, owned by no domain"
     unused_reason = "no <hostdev type='mdev' managed='yes'> with this UUID"
@@ -170,8 +171,8 @@ class Mdev(DeviceKind):
     def cleared_fields(self, env: Env, c: Claim) -> dict[str, Any]:
         return {"available_instances": env.sysfs.available(c.parent, c.type)}
 
-    def waits_for_driver(self, env: Env, c: Claim) -> bool:
-        return env.sysfs.parent_vendor(c.parent) == NVIDIA_VENDOR
+    def driver_wait(self, env: Env, c: Claim) -> float:
+        return env.cfg.nvidia_release_wait if env.sysfs.parent_vendor(c.parent) == NVIDIA_VENDOR else 0.0
 
     def plan_row(self, step: Step, env: Env) -> dict[str, Any]:
         from mdev_hooks import mdevctl
