@@ -12,7 +12,7 @@ from typing import Any
 
 from mdev_hooks.admin import common
 from mdev_hooks.admin.render import Policy, cut, num, parent_cell, policy_of, table, with_alias, yes_no
-from mdev_hooks.admin.types_cmd import ParentRow, VgpuVfRow, parent_rows, render_vgpu_vfs, vgpu_rows
+from mdev_hooks.admin.types_cmd import NvidiaVfRow, ParentRow, nvidia_vf_rows, parent_rows, render_nvidia_vfs
 from mdev_hooks.core.env import Env
 from mdev_hooks.core.kinds import key_heading, kind_of
 from mdev_hooks.core.ledger import Claim
@@ -60,7 +60,7 @@ class StatusReport:
     sysfs_root: str
     state_dir: str
     parents: list[ParentRow]
-    vgpu_vfs: list[VgpuVfRow]
+    vgpu_vfs: list[NvidiaVfRow]
     devices: list[DeviceRow]
     orphans: list[OrphanRow]
     ledger_problems: list[str]
@@ -112,7 +112,7 @@ def report(env: Env, running: common.Running) -> StatusReport:
         devices.append(_owned(row, by_key.get(dev.uuid), running))
     # NVIDIA's vendor-specific interface: one scan of bus/pci/devices and one read per VF, so the VF table and the
     # device list cannot disagree about a type that changes meanwhile. A VF with a vGPU type set is a device too.
-    vfs = vgpu_rows(sysfs, sysfs.vgpu_vfs())
+    vfs = nvidia_vf_rows(sysfs, sysfs.vgpu_vfs())
     for v in vfs:
         if v.current_type in (None, "", "0"):
             continue
@@ -149,7 +149,7 @@ def render(r: StatusReport) -> str:
     lines = [f"mdev parents and types (sysfs {r.sysfs_root}):", _types_table(r)]
     if r.vgpu_vfs:
         lines += ["", "NVIDIA vendor-specific vGPU VFs (not mdev; domains opt in with kind=\"nvidia-vf\"):"]
-        lines += render_vgpu_vfs(r.vgpu_vfs)
+        lines += render_nvidia_vfs(r.vgpu_vfs)
     if r.policy is not None:
         lines.append("  " + r.policy.render())
     for pm in r.parent_map:
