@@ -25,7 +25,8 @@ def event_names(prefix: str, write: str, written: str, clear: str, cleared: str)
 
 
 class DeviceKind:
-    """One kind of device. `events` maps the skeleton's moments to this kind's log event names."""
+    """One kind of device. `events` maps the skeleton's moments to this kind's log event names (event_names(), plus
+    "driver_waited" for a kind whose driver_wait() can be > 0)."""
 
     kind: str  # the `<device kind=...>` word, stored in each claim
     noun: str  # how error lines call the key's thing: "mdev", "VF"
@@ -39,6 +40,7 @@ class DeviceKind:
     adopt_reason: str  # ... for one that exists and nobody owns
     gone_reason: str = "device gone"  # an orphan's reason when the device no longer exists
     unused_reason: str  # why a metadata entry of this kind is not used (no matching hostdev)
+    status_fields: ClassVar[dict[str, Any]] = {}  # fields a `status --json` device of this kind also has
 
     # -- what a device is called -----------------------------------------------------------------------------------
     def label(self, m: ManagedDevice, mapped: str) -> str:
@@ -48,8 +50,6 @@ class DeviceKind:
     def describe_claim(self, c: Claim) -> str:
         """How `gc` names a claimed device (its owner follows)."""
         raise NotImplementedError
-
-    status_fields: ClassVar[dict[str, Any]] = {}  # fields a `status --json` device of this kind also has
 
     def type_cell(self, type_: str) -> str:
         """The TYPE cell of `status` for a device of this kind."""

@@ -103,6 +103,7 @@ class NvidiaVf(DeviceKind):
     kept_reason = "already set for this domain"
     adopt_reason = "the VF already has this type, owned by no domain"
     gone_reason = "vGPU type cleared"
+    status_fields: ClassVar[dict[str, Any]] = {"type_name": ""}
     unused_reason = "no <hostdev type='pci' managed='yes'> whose address is this VF or a VF of this PF"
 
     def label(self, m: ManagedDevice, mapped: str) -> str:
@@ -111,8 +112,6 @@ class NvidiaVf(DeviceKind):
 
     def describe_claim(self, c: Claim) -> str:
         return f"vGPU type {c.type} on VF {c.key}"
-
-    status_fields: ClassVar[dict[str, Any]] = {"type_name": ""}
 
     def type_cell(self, type_: str) -> str:
         return f"vGPU {type_}"
