@@ -8,6 +8,8 @@ Invariant: this module touches the product only through core.kinds' registry and
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,3 +166,13 @@ def test_validation_uses_the_kinds_plan_and_the_shared_ownership_line(toy: tuple
 def test_an_unknown_kind_is_one_line(toy: tuple[ToyFile, Env, Events]) -> None:
     with pytest.raises(HookError, match="unknown device kind 'nope'"):
         kinds.kind_of("nope")
+
+
+def test_a_kind_module_is_loaded_only_when_a_device_of_that_kind_is_met() -> None:
+    """The registry's laziness: a hook run for mdevs only never imports the NVIDIA kind's module."""
+    code = ("import sys\nfrom mdev_hooks.core import kinds, plan, prepare, release\n"
+            "assert kinds.kind_of('mdev').noun == 'mdev'\n"
+            "print(sorted(m for m in sys.modules if m.startswith('mdev_hooks.core.kinds.')))\n")
+    r = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["['mdev_hooks.core.kinds.base',", "'mdev_hooks.core.kinds.mdev']"]
