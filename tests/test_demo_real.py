@@ -4,7 +4,7 @@ TCG guest, minutes) is tests/e2e/demo-smoke, which tests/e2e/run runs on its war
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -26,12 +26,11 @@ T0 = 1796194800.0  # 2026-12-02T07:00:00Z
 
 @pytest.fixture(scope="module")
 def timeline() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mdev_hooks_demo_timeline", REPO / "scripts" / "demo_timeline.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    sys.path.insert(0, str(REPO / "scripts"))  # a script, not a package module
+    try:
+        return importlib.import_module("demo_timeline")
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
 
 
 def _wrapper(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
