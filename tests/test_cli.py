@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.asserts import one_line
 from support.cliworld import PLAIN, World, canonical, write_xml
-from support.common import CLI, DOM1, DOM2, DOM3, GVT, H200_VF, MTTY, REPO, T4, V54, V58, one_line, uid
-from support.hookrun import HookEnv, domain_xml
+from support.common import CLI, REPO
+from support.hookrun import HookEnv, mdev_xml
+from support.ids import DOM_A, DOM_B, DOM_C, GVT, GVT_V54, GVT_V58, MTTY, T4, VF0, uid
 
 from mdev_hooks import domain
 from mdev_hooks.admin.install_cmd import MARKER, default_config_text, launcher_body, launcher_text
@@ -48,7 +50,7 @@ def test_every_command_has_help_with_an_example_and_exit_codes(command: str) -> 
     assert "exit status:" in r.stdout and "2  usage error" in r.stdout
 
 
-@pytest.mark.parametrize("args", [[], ["frobnicate"], ["add", "vm1", "--type", V54], ["types", "--parent", "../x"],
+@pytest.mark.parametrize("args", [[], ["frobnicate"], ["add", "vm1", "--type", GVT_V54], ["types", "--parent", "../x"],
                                   ["drop", "vm1", "not-a-uuid"], ["plan", "--bogus"]])
 def test_usage_errors_exit_2(args: list[str]) -> None:
     r = subprocess.run([str(CLI), *args], capture_output=True, text=True, check=False)
@@ -65,8 +67,8 @@ def test_hook_never_imports_the_admin_package(tmp_path: Path, op: str) -> None:
     h = HookEnv(tmp_path / "h", str(tmp_path / "nosys"))
     vf = ('<metadata><mdev:mdevs xmlns:mdev="urn:mdev-hooks:domain:1"><mdev:device kind="nvidia-vf" '
           'parent="0000:41:00.0" type="1414"/></mdev:mdevs></metadata>')
-    xmls = [domain_xml("vm1", DOM1, []), domain_xml("vm1", DOM1, [(uid(), "mtty", "mtty-1")]),
-            domain_xml("vm1", DOM1, []).replace(b"<metadata>", vf.encode() + b"<metadata>")]
+    xmls = [mdev_xml("vm1", DOM_A, []), mdev_xml("vm1", DOM_A, [(uid(), "mtty", "mtty-1")]),
+            mdev_xml("vm1", DOM_A, []).replace(b"<metadata>", vf.encode() + b"<metadata>")]
     code = (
         "import io, sys\n"
         "from mdev_hooks import hook\n"
@@ -89,16 +91,16 @@ def test_hook_never_imports_the_admin_package(tmp_path: Path, op: str) -> None:
 # -- plan ------------------------------------------------------------------------------------------------------------
 def test_plan_success_shows_table_and_actions_and_changes_nothing(world: World, tmp_path: Path) -> None:
     a, b = uid(), uid()
-    xml = domain_xml("vm1", DOM1, [(a, GVT, V58), (b, GVT, V58)])
+    xml = mdev_xml("vm1", DOM_A, [(a, GVT, GVT_V58), (b, GVT, GVT_V58)])
     r = world.cli("plan", write_xml(tmp_path, xml))
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     out = r.stdout
-    assert f"domain vm1 ({DOM1})" in out
+    assert f"domain vm1 ({DOM_A})" in out
     for u in (a, b):
         row = next(line for line in out.splitlines() if line.strip().startswith(u))
-        assert row.split()[:4] == [u, GVT, V58, "GVTg_V5_8"]
+        assert row.split()[:4] == [u, GVT, GVT_V58, "GVTg_V5_8"]
         assert row.split()[-3:] == ["2", "create", "ok"]
-        assert f"create mdev {u}: write it to {world.fs.create_path(GVT, V58)}" in out
+        assert f"create mdev {u}: write it to {world.fs.create_path(GVT, GVT_V58)}" in out
     assert out.rstrip().endswith("verdict: a start would succeed")
     # plan only reads: no write reached the fake kernel, no ledger appeared
     assert all(e["op"] not in ("create", "remove") for e in world.fs.journal())
@@ -107,9 +109,9 @@ def test_plan_success_shows_table_and_actions_and_changes_nothing(world: World, 
 
 def test_plan_reads_stdin_and_reports_adopt_and_keep(world: World) -> None:
     mine, theirs = uid(), uid()
-    world.prepare("vm1", DOM1, [(mine, GVT, V58)])  # created by the hook for vm1: plan says keep
-    world.fs.create_external(GVT, V58, theirs)  # exists, owned by nobody: plan says adopt
-    xml = domain_xml("vm1", DOM1, [(mine, GVT, V58), (theirs, GVT, V58)])
+    world.prepare("vm1", DOM_A, [(mine, GVT, GVT_V58)])  # created by the hook for vm1: plan says keep
+    world.fs.create_external(GVT, GVT_V58, theirs)  # exists, owned by nobody: plan says adopt
+    xml = mdev_xml("vm1", DOM_A, [(mine, GVT, GVT_V58), (theirs, GVT, GVT_V58)])
     r = world.cli("plan", "-", stdin=xml)
     assert r.returncode == 0, r.stderr
     assert f"keep mdev {mine}: the hook already created it for this domain" in r.stdout
@@ -122,27 +124,27 @@ def test_plan_domain_without_mdevs(world: World, tmp_path: Path) -> None:
 
 
 def _owned_by_other(w: World, u: str) -> bytes:
-    w.prepare("other", DOM2, [(u, MTTY, "mtty-1")])  # the real hook gives u to another domain
-    return domain_xml("vm1", DOM1, [(u, MTTY, "mtty-1")])
+    w.prepare("other", DOM_B, [(u, MTTY, "mtty-1")])  # the real hook gives u to another domain
+    return mdev_xml("vm1", DOM_A, [(u, MTTY, "mtty-1")])
 
 
 def _exists_as_other_type(w: World, u: str) -> bytes:
-    w.fs.create_external(GVT, V58, u)
-    return domain_xml("vm1", DOM1, [(u, GVT, V54)])
+    w.fs.create_external(GVT, GVT_V58, u)
+    return mdev_xml("vm1", DOM_A, [(u, GVT, GVT_V54)])
 
 
 FAILURES: dict[str, tuple[Callable[[World, str], bytes], str]] = {
-    "parent missing": (lambda w, u: domain_xml("vm1", DOM1, [(u, "0000:99:00.0", V54)]),
+    "parent missing": (lambda w, u: mdev_xml("vm1", DOM_A, [(u, "0000:99:00.0", GVT_V54)]),
                        "parent 0000:99:00.0 not found under /sys/class/mdev_bus"),
-    "type not offered": (lambda w, u: domain_xml("vm1", DOM1, [(u, GVT, "i915-GVTg_V5_1")]),
+    "type not offered": (lambda w, u: mdev_xml("vm1", DOM_A, [(u, GVT, "i915-GVTg_V5_1")]),
                          "does not offer type i915-GVTg_V5_1"),
-    "no free instance": (lambda w, u: domain_xml("vm1", DOM1, [(u, GVT, V54), (uid(), GVT, V54)]),
+    "no free instance": (lambda w, u: mdev_xml("vm1", DOM_A, [(u, GVT, GVT_V54), (uid(), GVT, GVT_V54)]),
                          "no free instance (available_instances=1; this domain needs 2"),
-    "owned by another domain": (_owned_by_other, f"the ledger gives it to domain other ({DOM2})"),
+    "owned by another domain": (_owned_by_other, f"the ledger gives it to domain other ({DOM_B})"),
     "exists with another type": (_exists_as_other_type,
-                                 f"it already exists as type {V58} on {GVT}, not {V54} on {GVT}"),
+                                 f"it already exists as type {GVT_V58} on {GVT}, not {GVT_V54} on {GVT}"),
     "managed hostdev without metadata": (
-        lambda w, u: domain_xml("vm1", DOM1, []).replace(
+        lambda w, u: mdev_xml("vm1", DOM_A, []).replace(
             b"</devices>", f"<hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'><source>"
                            f"<address uuid='{u}'/></source></hostdev></devices>".encode()),
         "does not say which parent and type to create; add it with: virsh metadata"),
@@ -168,27 +170,27 @@ def test_plan_fails_with_the_hooks_own_line(world: World, tmp_path: Path, case: 
 
 def test_plan_nvidia_vendor_vfio_parent(fakesysfs: Callable[..., Any], tmp_path: Path) -> None:
     w = World(fakesysfs("nvidia-h200x-vendor-vfio"), tmp_path)
-    xml = domain_xml("vm1", DOM1, [(uid(), H200_VF, "nvidia-1428")])
+    xml = mdev_xml("vm1", DOM_A, [(uid(), VF0, "nvidia-1428")])
     r = w.cli("plan", write_xml(tmp_path, xml))
     assert r.returncode == 1
     err = one_line(r.stderr)
-    assert f"{H200_VF} uses NVIDIA's vendor-specific vGPU interface" in err and "not found" not in err
-    assert w.hook.run("vm1", "prepare", "begin", xml).stderr.decode() == err
+    assert f"{VF0} uses NVIDIA's vendor-specific vGPU interface" in err and "not found" not in err
+    assert w.hook.run("vm1", "prepare", "begin", xml).stderr.decode() == f"mdev-hooks: {err}\n"
 
 
 def test_plan_json(world: World, tmp_path: Path) -> None:
     u = uid()
-    r = world.cli("plan", "--json", write_xml(tmp_path, domain_xml("vm1", DOM1, [(u, GVT, V54)])))
+    r = world.cli("plan", "--json", write_xml(tmp_path, mdev_xml("vm1", DOM_A, [(u, GVT, GVT_V54)])))
     assert r.returncode == 0
     data = json.loads(r.stdout)
     assert data["ok"] is True and data["problem"] is None
-    assert data["domain"] == {"name": "vm1", "uuid": DOM1}
+    assert data["domain"] == {"name": "vm1", "uuid": DOM_A}
     [m] = data["mdevs"]
     assert (m["uuid"], m["parent"], m["type"], m["type_name"], m["available"], m["action"], m["verdict"]) == (
-        u, GVT, V54, "GVTg_V5_4", 1, "create", "ok")
+        u, GVT, GVT_V54, "GVTg_V5_4", 1, "create", "ok")
     assert "fence: 4" in m["description"] and len(data["actions"]) == 1
 
-    bad = domain_xml("vm1", DOM1, [(u, GVT, "nope")])
+    bad = mdev_xml("vm1", DOM_A, [(u, GVT, "nope")])
     r = world.cli("plan", "--json", write_xml(tmp_path, bad))
     assert r.returncode == 1
     data = json.loads(r.stdout)
@@ -201,14 +203,14 @@ def populate(world: World) -> dict[str, str]:
     """vm1 running with a device; vm2 stopped but its device still there; vm3's device removed behind our back;
     an external device; vm4 adopted an external device and is not running."""
     d = {"owned": uid(), "orphan": uid(), "gone": uid(), "external": uid(), "adopted": uid()}
-    world.prepare("vm1", DOM1, [(d["owned"], GVT, V58)])
-    world.prepare("vm2", DOM2, [(d["orphan"], MTTY, "mtty-2")])
-    world.prepare("vm3", DOM3, [(d["gone"], MTTY, "mtty-1")])
+    world.prepare("vm1", DOM_A, [(d["owned"], GVT, GVT_V58)])
+    world.prepare("vm2", DOM_B, [(d["orphan"], MTTY, "mtty-2")])
+    world.prepare("vm3", DOM_C, [(d["gone"], MTTY, "mtty-1")])
     world.fs.remove_external(d["gone"])
-    world.fs.create_external(GVT, V58, d["external"])
+    world.fs.create_external(GVT, GVT_V58, d["external"])
     world.fs.create_external(MTTY, "mtty-1", d["adopted"])
     world.prepare("vm4", "44444444-4444-4444-8444-444444444444", [(d["adopted"], MTTY, "mtty-1")])
-    world.running(DOM1)
+    world.running(DOM_A)
     return d
 
 
@@ -222,7 +224,7 @@ def test_status_owned_external_and_orphans(world: World) -> None:
         start = next(i for i, line in enumerate(lines) if line.startswith(section))
         return next(line for line in lines[start:] if line.strip().startswith(u)).split()
 
-    assert row(d["owned"], "mdevs")[:6] == [d["owned"], GVT, V58, "vm1", f"({DOM1})", "created"]
+    assert row(d["owned"], "mdevs")[:6] == [d["owned"], GVT, GVT_V58, "vm1", f"({DOM_A})", "created"]
     assert row(d["owned"], "mdevs")[-1] == "yes"
     assert row(d["external"], "mdevs")[3] == "external"
     assert row(d["orphan"], "mdevs")[-1] == "no"
@@ -230,17 +232,17 @@ def test_status_owned_external_and_orphans(world: World) -> None:
     assert " ".join(row(d["gone"], "orphaned")).endswith("device gone")
     assert not any(line.strip().startswith(d["owned"]) for line in lines[next(
         i for i, line in enumerate(lines) if line.startswith("orphaned")):])
-    assert re.search(rf"^  {re.escape(GVT)}\s+{V58}\s+GVTg_V5_8\s+0\s+2\s", r.stdout, re.M), r.stdout
+    assert re.search(rf"^  {re.escape(GVT)}\s+{GVT_V58}\s+GVTg_V5_8\s+0\s+2\s", r.stdout, re.M), r.stdout
     assert re.search(r"^  mtty\s+mtty-1\s+Single port serial\s+\d+\s+1\s", r.stdout, re.M), r.stdout
 
     data = json.loads(world.cli("status", "--json").stdout)
     owners = {x["uuid"]: x["owner"] for x in data["devices"]}
-    assert owners == {d["owned"]: f"vm1 ({DOM1})", d["orphan"]: f"vm2 ({DOM2})", d["external"]: "external",
+    assert owners == {d["owned"]: f"vm1 ({DOM_A})", d["orphan"]: f"vm2 ({DOM_B})", d["external"]: "external",
                       d["adopted"]: "vm4 (44444444-4444-4444-8444-444444444444)"}
     assert {o["mdev"]: o["reason"] for o in data["orphans"]} == {
         d["orphan"]: "domain not running", d["gone"]: "device gone", d["adopted"]: "domain not running"}
     gvt = next(p for p in data["parents"] if p["parent"] == GVT)
-    assert {t["type"]: (t["available"], t["in_use"]) for t in gvt["types"]} == {V54: (0, 0), V58: (0, 2)}
+    assert {t["type"]: (t["available"], t["in_use"]) for t in gvt["types"]} == {GVT_V54: (0, 0), GVT_V58: (0, 2)}
     assert data["running_known"] is True
 
 
@@ -268,7 +270,7 @@ def test_gc_removes_only_orphans_never_external(world: World) -> None:
 
     r = world.cli("gc", "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert f"would remove mdev {d['orphan']} (type mtty-2 on mtty) of domain vm2 ({DOM2}): domain not running" \
+    assert f"would remove mdev {d['orphan']} (type mtty-2 on mtty) of domain vm2 ({DOM_B}): domain not running" \
         in r.stdout
     assert f"would forget mdev {d['gone']}" in r.stdout and f"would forget mdev {d['adopted']}" in r.stdout
     assert f"would delete stale ledger temp file {stale_tmp}" in r.stdout
@@ -277,7 +279,8 @@ def test_gc_removes_only_orphans_never_external(world: World) -> None:
     r = world.cli("gc")
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert world.removes() == [*removes_before, d["orphan"]]  # the kernel saw exactly one remove: the orphan's
-    assert world.fs.devices() == {d["owned"]: (GVT, V58), d["external"]: (GVT, V58), d["adopted"]: (MTTY, "mtty-1")}
+    assert world.fs.devices() == {d["owned"]: (GVT, GVT_V58), d["external"]: (GVT, GVT_V58),
+                                  d["adopted"]: (MTTY, "mtty-1")}
     assert world.hook.ledger() == sorted([f"{d['owned']}.json", live_tmp.name])
     assert not stale_tmp.exists()
     assert f"removed mdev {d['orphan']}" in r.stdout and f"forgot mdev {d['gone']}" in r.stdout
@@ -290,13 +293,13 @@ def test_gc_removes_only_orphans_never_external(world: World) -> None:
 
 def test_gc_drops_gone_device_of_running_domain_and_keeps_its_live_one(world: World) -> None:
     a, b = uid(), uid()
-    world.prepare("vm1", DOM1, [(a, GVT, V58), (b, MTTY, "mtty-1")])
+    world.prepare("vm1", DOM_A, [(a, GVT, GVT_V58), (b, MTTY, "mtty-1")])
     world.fs.remove_external(b)
-    world.running(DOM1)
+    world.running(DOM_A)
     r = world.cli("gc")
     assert r.returncode == 0, r.stderr
     assert f"forgot mdev {b}" in r.stdout and "(domain running)" in r.stdout
-    assert world.hook.ledger() == [f"{a}.json"] and world.fs.devices() == {a: (GVT, V58)}
+    assert world.hook.ledger() == [f"{a}.json"] and world.fs.devices() == {a: (GVT, GVT_V58)}
 
 
 def test_gc_refuses_without_virsh(world: World) -> None:
@@ -314,27 +317,27 @@ def test_gc_refuses_without_virsh(world: World) -> None:
 def test_gc_skips_a_domain_whose_claim_is_newer_than_the_question(world: World) -> None:
     """A claim written after `virsh list` answered belongs to a start gc knows nothing about."""
     u = uid()
-    world.prepare("vm2", DOM2, [(u, MTTY, "mtty-2")])
+    world.prepare("vm2", DOM_B, [(u, MTTY, "mtty-2")])
     path = world.hook.state_dir / f"{u}.json"
     claim = json.loads(path.read_text())
     claim["time"] = time.time() + 3600
     path.write_text(json.dumps(claim))
     r = world.cli("gc")
     assert r.returncode == 0
-    assert f"warning: domain vm2 ({DOM2}) changed while gc ran" in r.stdout
+    assert f"warning: domain vm2 ({DOM_B}) changed while gc ran" in r.stdout
     assert u in world.fs.devices() and world.removes() == []
 
 
 # -- types -----------------------------------------------------------------------------------------------------------
 def test_types(world: World) -> None:
-    world.prepare("vm1", DOM1, [(uid(), GVT, V58)])
+    world.prepare("vm1", DOM_A, [(uid(), GVT, GVT_V58)])
     r = world.cli("types", "--parent", GVT)
     assert r.returncode == 0
     assert r.stdout.splitlines()[:8] == [
-        GVT, f"  {V54}", "    Available instances: 0", "    In use: 0", "    Device API: vfio-pci",
+        GVT, f"  {GVT_V54}", "    Available instances: 0", "    In use: 0", "    Device API: vfio-pci",
         "    Name: GVTg_V5_4",
         "    Description: low_gm_size: 128MB, high_gm_size: 512MB, fence: 4, resolution: 1920x1200, weight: 4",
-        f"  {V58}"]
+        f"  {GVT_V58}"]
     assert "    In use: 1" in r.stdout
     r = world.cli("types")
     assert [line for line in r.stdout.splitlines() if not line.startswith(" ")] == [GVT, T4, MTTY]
@@ -349,12 +352,12 @@ def test_types(world: World) -> None:
 def test_add_then_drop_through_virsh(world: World) -> None:
     (world.virsh_dir / "domains" / "plain.xml").write_bytes(PLAIN)
     u = uid()
-    r = world.cli("add", "plain", "--parent", GVT, "--type", V54, "--uuid", u.upper())
+    r = world.cli("add", "plain", "--parent", GVT, "--type", GVT_V54, "--uuid", u.upper())
     assert r.returncode == 0, r.stderr
-    assert f"added mdev {u} (type {V54} on {GVT}, model vfio-pci) to domain plain" in r.stdout
+    assert f"added mdev {u} (type {GVT_V54} on {GVT}, model vfio-pci) to domain plain" in r.stdout
     defined = (world.virsh_dir / "domains" / "plain.xml").read_bytes()
     parsed = domain.parse(defined)
-    assert [(m.key, m.parent, m.type) for m in parsed.devices] == [(u, GVT, V54)]
+    assert [(m.key, m.parent, m.type) for m in parsed.devices] == [(u, GVT, GVT_V54)]
     assert b"passwd='s3cret'" in defined or b'passwd="s3cret"' in defined
     assert b"<!-- keep me -->" in defined
     calls = [c[2:] for c in world.calls()]
@@ -380,7 +383,7 @@ def test_add_keeps_existing_entries_and_generates_uuid(world: World) -> None:
     assert new is not None
     xml = (world.virsh_dir / "domains" / "gvtg-desktop.xml").read_bytes()
     parsed = domain.parse(xml)
-    assert [(m.parent, m.type) for m in parsed.devices] == [(GVT, V54), (MTTY, "mtty-2")]
+    assert [(m.parent, m.type) for m in parsed.devices] == [(GVT, GVT_V54), (MTTY, "mtty-2")]
     assert parsed.devices[1].key == new.group(1)
     assert xml.count(b"urn:mdev-hooks:domain:1") == 1  # one metadata element per namespace
     assert world.calls()[0][:2] == ["-c", "qemu:///session"]
@@ -388,7 +391,7 @@ def test_add_keeps_existing_entries_and_generates_uuid(world: World) -> None:
 
 @pytest.mark.parametrize(("parent", "mtype", "expected"), [
     (GVT, "i915-GVTg_V5_1", "does not offer type i915-GVTg_V5_1"),
-    ("0000:99:00.0", V54, "parent 0000:99:00.0 not found"),
+    ("0000:99:00.0", GVT_V54, "parent 0000:99:00.0 not found"),
 ])
 def test_add_refuses_what_this_host_cannot_create(world: World, parent: str, mtype: str, expected: str) -> None:
     (world.virsh_dir / "domains" / "plain.xml").write_bytes(PLAIN)
@@ -401,9 +404,9 @@ def test_add_refuses_what_this_host_cannot_create(world: World, parent: str, mty
 def test_add_refuses_a_uuid_of_another_domain(world: World) -> None:
     (world.virsh_dir / "domains" / "plain.xml").write_bytes(PLAIN)
     u = uid()
-    world.prepare("other", DOM2, [(u, MTTY, "mtty-1")])
+    world.prepare("other", DOM_B, [(u, MTTY, "mtty-1")])
     r = world.cli("add", "plain", "--parent", MTTY, "--type", "mtty-1", "--uuid", u)
-    assert r.returncode == 1 and f"the ledger gives it to domain other ({DOM2})" in one_line(r.stderr)
+    assert r.returncode == 1 and f"the ledger gives it to domain other ({DOM_B})" in one_line(r.stderr)
     r = world.cli("add", "nosuch", "--parent", MTTY, "--type", "mtty-1")
     assert r.returncode == 1 and "failed to get domain 'nosuch'" in one_line(r.stderr)
 
@@ -446,7 +449,7 @@ def check_launcher(path: Path, python: str) -> None:
 def hook_works(w: World, hook: Path) -> None:
     """The installed file, run as libvirt runs it (exec, scrubbed env), creates and removes a device."""
     u = uid()
-    xml = domain_xml("vm9", DOM3, [(u, MTTY, "mtty-1")])
+    xml = mdev_xml("vm9", DOM_C, [(u, MTTY, "mtty-1")])
     for op, sub in (("prepare", "begin"), ("release", "end")):
         r = subprocess.run([str(hook), "vm9", op, sub, "-"], input=xml, capture_output=True, env=w.hook.environ(),
                            timeout=60, cwd="/", check=False)

@@ -15,10 +15,9 @@ import pytest
 from fakesysfs import parse, profiles
 from fakesysfs.harness import FakeSysfs
 from fakesysfs.journal import overlapping_creates
+from support.ids import U1, U2
 
 Start = Callable[..., FakeSysfs]
-U1 = "4b20d080-1b54-4048-85b3-a6a62d165c01"
-U2 = "4b20d080-1b54-4048-85b3-a6a62d165c02"
 MTTY1, MTTY2 = ("mtty", "mtty-1"), ("mtty", "mtty-2")
 
 

@@ -22,11 +22,8 @@ from typing import Any
 
 import pytest
 from fakesysfs.harness import FakeSysfs
-from support.common import uid
 from support.faultmatrix import (
     CONFIG,
-    DOM_A,
-    DOM_B,
     KILLED,
     Matrix,
     Result,
@@ -42,10 +39,8 @@ from support.faultmatrix import (
     tally,
     tmpfs,
 )
-from support.hookrun import HookEnv, domain_xml
-
-GVT, T4 = "0000:00:02.0", "0000:3b:00.0"
-
+from support.hookrun import HookEnv, mdev_xml
+from support.ids import DOM_A, DOM_B, GVT, T4, uid
 
 # ---- the world every scenario runs in -----------------------------------------------------------------------------
 
@@ -63,7 +58,7 @@ class World:
 
     @property
     def xml_a(self) -> bytes:
-        return domain_xml("vmA", DOM_A, self.a)
+        return mdev_xml("vmA", DOM_A, self.a)
 
     @property
     def uuids_a(self) -> list[str]:
@@ -138,7 +133,7 @@ def world(fakesysfs: Callable[..., FakeSysfs], tmp_path: Path) -> Iterator[Calla
         if background:
             ux, ub = uid(), uid()
             fs.create_external("mtty", "mtty-1", ux)
-            w.xml_b = domain_xml("vmB", DOM_B, [(ub, "mtty", "mtty-2")])
+            w.xml_b = mdev_xml("vmB", DOM_B, [(ub, "mtty", "mtty-2")])
             w.call("prepare", w.xml_b, name="vmB").ok()
             w.protected = {ux: ("mtty", "mtty-1"), ub: ("mtty", "mtty-2")}
             w.ub = ub

@@ -28,15 +28,13 @@ from fakesysfs.harness import FakeSysfs
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from support.domxml import NS
 from support.faultmatrix import ALLOWED_WRITE, Result, hook_writes, inproc, subproc
 from support.hookrun import HookEnv, require_fuse
+from support.ids import DOM_A, DOM_B, GVT, T4
 
 from mdev_hooks.hook import mentions_mdev
 
-NS = "urn:mdev-hooks:domain:1"
-GVT, T4 = "0000:00:02.0", "0000:3b:00.0"
-DOM_A = "5909df77-0544-4c25-b292-6027c2468ce1"
-DOM_B = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # DESIGN.md "Decisions on the details"
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 EXHAUSTIBLE = {GVT, T4}  # small pools: a valid request may honestly fail with "no free instance"

@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from support import domxml
+
 REPO = Path(__file__).resolve().parents[2]
 CTL = REPO / "scripts" / "libvirtd-ctl"
 LAUNCHER = REPO / "hooks" / "qemu"
@@ -106,15 +108,12 @@ def ctl(verb: str) -> Run:
 
 
 def metadata_xml(mdevs: Iterable[Mdev], style: str) -> str:
-    """Our metadata element as a user would hand-write it: `prefixed` (children in the namespace, as in
-    examples/) or `bare` (only the top element in the namespace, children in no namespace)."""
-    if style == "prefixed":
-        devs = "".join(f'<m:device uuid="{m.uuid}" parent="{m.parent}" type="{m.type}"/>' for m in mdevs)
-        return f'<m:mdevs xmlns:m="{NS}">{devs}</m:mdevs>'
-    if style == "bare":
-        devs = "".join(f'<device uuid="{m.uuid}" parent="{m.parent}" type="{m.type}"/>' for m in mdevs)
-        return f'<mh:mdevs xmlns:mh="{NS}">{devs}</mh:mdevs>'
-    raise ValueError(style)
+    """Our metadata element as a user would hand-write it (support.domxml's): `prefixed` (children in the
+    namespace, as in examples/) or `bare` (only the top element in the namespace, children in no namespace)."""
+    if style not in ("prefixed", "bare"):
+        raise ValueError(style)
+    return domxml.metadata_element([domxml.mdev(m.uuid, m.parent, m.type) for m in mdevs],
+                                   prefixed=style == "prefixed")
 
 
 def set_metadata_value(mdevs: Iterable[Mdev]) -> str:
@@ -124,30 +123,14 @@ def set_metadata_value(mdevs: Iterable[Mdev]) -> str:
 
 
 def domain_xml(name: str, dom_uuid: str, managed: Sequence[Mdev] = (), unmanaged: Sequence[str] = (),
-               metadata: str = "") -> str:
-    """A 64 MiB TCG domain without disks; `metadata` is inserted verbatim into <metadata>."""
-    hostdevs = [(m.uuid, "yes") for m in managed] + [(u, "no") for u in unmanaged]
-    hd = "".join(
-        f"<hostdev mode='subsystem' type='mdev' managed='{mg}' model='vfio-pci'>"
-        f"<source><address uuid='{u}'/></source></hostdev>\n    "
-        for u, mg in hostdevs
-    )
-    meta = f"<metadata>{metadata}</metadata>" if metadata else ""
-    return f"""<domain type='qemu'>
-  <name>{name}</name>
-  <uuid>{dom_uuid}</uuid>
-  {meta}
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    {hd}<memballoon model='none'/>
-  </devices>
-</domain>
-"""
+               metadata: str = "", pci: Sequence[str] = ()) -> str:
+    """A 64 MiB TCG domain without disks (support.domxml's builder): mdev hostdevs, managed then not, then managed
+    PCI hostdevs at the addresses `pci`; `metadata` is inserted verbatim into <metadata>."""
+    items: list[domxml.Mdev | domxml.PciHostdev] = [domxml.Mdev(m.uuid, entry=False, display="") for m in managed]
+    items += [domxml.Mdev(u, hostdev="no", entry=False, display="") for u in unmanaged]
+    items += [domxml.PciHostdev(a) for a in pci]
+    return domxml.domain_xml(name, dom_uuid, items, raw_metadata=metadata, metadata=False, domain_type="qemu",
+                             machine="pc", devices_tail="<memballoon model='none'/>").decode()
 
 
 def define(xml: str, tmp: Path) -> None:

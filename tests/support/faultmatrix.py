@@ -32,9 +32,9 @@ from typing import Any
 
 from fakesysfs.harness import FakeSysfs
 
-from support.hookrun import HookEnv
+from support.asserts import one_line
+from support.hookrun import REPO, HookEnv
 
-REPO = Path(__file__).resolve().parents[2]
 MATRIX_DOC = REPO / "docs" / "fault-matrix.md"
 
 # The only sysfs files the hook may ever write (paths as the fake sees them, symlinks resolved).
@@ -56,12 +56,8 @@ class Result:
     seconds: float
 
     def line(self) -> str:
-        """The one error line (asserted to be exactly one, prefixed, no traceback)."""
-        text = self.stderr.decode()
-        assert text.startswith("mdev-hooks: "), text
-        assert text.count("\n") == 1 and text.endswith("\n"), text
-        assert "Traceback" not in text
-        return text
+        """The one error line's message (asserts.one_line: exactly one line, prefixed, no traceback)."""
+        return one_line(self.stderr)
 
     def ok(self) -> None:
         assert (self.returncode, self.stdout, self.stderr) == (0, b"", b""), self
@@ -290,8 +286,6 @@ class Matrix:
 
 
 # ---- what every fault scenario shares -------------------------------------------------------------------------
-DOM_A = "5909df77-0544-4c25-b292-6027c2468ce1"
-DOM_B = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 CONFIG = "lock_timeout = 3\nremove_timeout = 2\nnvidia_release_wait = 1\n"
 KILLED = -signal.SIGKILL
 

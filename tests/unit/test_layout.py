@@ -9,8 +9,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from support.hookrun import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "mdev_hooks"
 MAX_LINES = 350
 
