@@ -28,6 +28,7 @@ from support.faultmatrix import (
     vf_type,
     vf_writes,
 )
+from support.faultworld import VF_KILLS, prepare_kills, release_kills
 from support.hookrun import HookEnv
 from support.ids import DOM_A, DOM_B, H200_1414, PF, VF0, VF1, VF2, VF3
 from support.nvidia_vf import vf_xml
@@ -91,22 +92,8 @@ def vf_world(fakesysfs: Callable[..., FakeSysfs], tmp_path: Path) -> VfWorld:
 
 
 # (kill point, how many of A's VFs hold a type when it fires, matrix row)
-VF_PREPARE_KILLS = [
-    ("locked", 0, "VF: SIGKILL in prepare, holding the PF lock"),
-    ("intent_written", 0, "VF: SIGKILL in prepare, after the 1st ledger intent"),
-    ("created", 1, "VF: SIGKILL in prepare, after the 1st type write"),
-    ("verified", 1, "VF: SIGKILL in prepare, after the 1st read-back"),
-    ("ledger_updated", 1, "VF: SIGKILL in prepare, after the 1st ledger update"),
-    ("intent_written:2", 1, "VF: SIGKILL in prepare, after the 2nd ledger intent"),
-    ("created:2", 2, "VF: SIGKILL in prepare, after the 2nd type write"),
-    ("verified:2", 2, "VF: SIGKILL in prepare, after the 2nd read-back"),
-    ("ledger_updated:2", 2, "VF: SIGKILL in prepare, after the last ledger update"),
-]
-VF_RELEASE_KILLS = [
-    ("release_locked", 2, "VF: SIGKILL in release, holding the PF lock"),
-    ("removed", 1, "VF: SIGKILL in release, after the 1st clear"),
-    ("removed:2", 0, "VF: SIGKILL in release, after the 2nd clear"),
-]
+VF_PREPARE_KILLS = prepare_kills(VF_KILLS)
+VF_RELEASE_KILLS = release_kills(VF_KILLS)
 expect(*(row for _, _, row in VF_PREPARE_KILLS),
        "VF: SIGKILL in prepare, during rollback (after clearing the 1st)",
        "VF: SIGKILL inside the type write() (the kernel finishes it)",

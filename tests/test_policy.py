@@ -47,7 +47,7 @@ def test_policy_refuses_with_the_rule_and_writes_nothing(world: tuple[Any, HookE
     path = tmp_path / "dom.xml"
     path.write_bytes(xml)
     p = cli(h, "plan", str(path))
-    assert (p.returncode, p.stderr) == (1, line)
+    assert (p.returncode, p.stderr) == (1, f"mdev-hooks: {line}\n")
     assert f'policy ({h.config}): allowed_parents = ["0000:00:*", "mtty"], allowed_types = ' in p.stdout
     data = json.loads(cli(h, "plan", "--json", str(path)).stdout)
     assert data["policy"] == {"config": str(h.config), "allowed_parents": ["0000:00:*", "mtty"],
