@@ -4,6 +4,9 @@
 DESCRIPTION, OPTIONS and COMMANDS come from the parser (descriptions, options and their help, examples and exit
 codes from the epilogs); what the hook does, the configuration keys, FILES and ENVIRONMENT are fixed texts taken
 from README.md and docs/DESIGN.md. `MODULE:FUNCTION` returns the parser (the CLI's `build_parser`).
+
+Invariant: what the parser knows (commands, options, help, examples, exit codes) is taken from the parser, never
+written a second time here.
 """
 
 from __future__ import annotations
