@@ -1,8 +1,5 @@
 """Issue 6 for mdevs: broken surroundings (state and lock dirs, log, config, ledger, locks held too long).
-Every scenario runs next to a device of another domain and an external device on the same parents
-(support.faultworld, conftest `mdev_world`) and ends with what libvirt would do next (`release`); the fake kernel's
-journal and device list then say whether anything leaked or was wrongly removed. Its rows go into
-docs/fault-matrix.md (conftest `matrix`).
+The world, what a verdict rests on and the matrix rows: support/faultworld.py (conftest `mdev_world`, `matrix`).
 """
 
 from __future__ import annotations

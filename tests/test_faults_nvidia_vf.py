@@ -1,4 +1,4 @@
-"""The fault scenarios of test_faults_mdev.py for NVIDIA's vendor interface (kind="nvidia-vf") on an H200X: a
+"""The fault scenarios of test_faults_mdev_*.py for NVIDIA's vendor interface (kind="nvidia-vf") on an H200X: a
 two-VF domain next to a VF of another domain and a VF set by someone else on the same GPU, the hook always run as
 libvirt runs it; killed at every step, every errno of the type write and the clear, a VF unbound from nvidia.
 """

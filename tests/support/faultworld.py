@@ -1,5 +1,9 @@
 """The shapes the fault tests share (issue 6): the mdev world every mdev scenario runs in, its factory (conftest's
-`world` fixture), and the kill points of the crash tests, spelled once for both kinds.
+`mdev_world` fixture), and the kill points of the crash tests, spelled once for both kinds.
+
+Every mdev scenario runs next to a device of another domain and an external device on the same parents and ends
+with what libvirt would do next (`release`); the fake kernel's journal and device list then say whether anything
+leaked or was wrongly removed; the rows go into docs/fault-matrix.md (conftest `matrix`).
 
 Invariant: a scenario's verdict comes from the fake kernel's journal and device list and the ledger files, never
 from the hook's own view; the matrix rows built here are exactly those docs/fault-matrix.md lists.
