@@ -31,6 +31,7 @@ class Mdev:
     entry: bool = True
     model: str = "vfio-pci"
     display: str = "off"  # "": no display attribute (as a hand-written hostdev may leave it)
+    raw: bool = False  # the entry's values are XML text already (e.g. `1&#10;2`, a character reference), not escaped
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,13 @@ def pci_address(address: str) -> str:
 def _entry(item: Mdev | VgpuEntry, p: str) -> str:
     if isinstance(item, VgpuEntry):
         return f"<{p}device kind=\"nvidia-vf\" parent={quoteattr(item.parent)} type={quoteattr(item.type)}/>"
-    head = f"<{p}device uuid={quoteattr(item.uuid)} parent={quoteattr(item.parent)} type={quoteattr(item.type)}"
+    def q(value: str) -> str:
+        return f'"{value}"' if item.raw else quoteattr(value)
+
+    head = f"<{p}device uuid={q(item.uuid)} parent={q(item.parent)} type={q(item.type)}"
     if not item.attrs:
         return head + "/>"
-    attrs = "".join(f"<{p}attr name={quoteattr(n)} value={quoteattr(v)}/>" for n, v in item.attrs)
+    attrs = "".join(f"<{p}attr name={q(n)} value={q(v)}/>" for n, v in item.attrs)
     return f"{head}>{attrs}</{p}device>"
 
 
