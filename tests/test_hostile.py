@@ -28,8 +28,8 @@ from support.hostile import (
     HostileStage,
     assert_only_allowed_writes,
     check_document,
-    documents,
     hostile_call,
+    hostile_documents,
     hostile_domain,
     open_stage,
     oracle,
@@ -50,7 +50,7 @@ HYPO = settings(max_examples=200, deadline=None, database=None, derandomize=Fals
 
 
 @HYPO
-@given(documents())
+@given(hostile_documents())
 def test_hostile_structured_xml(stage: HostileStage, case: tuple[bytes, str]) -> None:
     check_document(stage, *case)
 

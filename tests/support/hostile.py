@@ -158,7 +158,7 @@ names = st.one_of(st.sampled_from(TRICKY), st.text(max_size=30), st.from_regex(N
 
 
 @st.composite
-def documents(draw: st.DrawFn) -> tuple[bytes, str]:
+def hostile_documents(draw: st.DrawFn) -> tuple[bytes, str]:
     """A domain XML with managed mdevs; the uuids of domain B and the external device are substituted later.
 
     Half of them are plausible (real parents and types, canonical UUIDs, at most one hostile field), so that
