@@ -13,7 +13,8 @@ import pytest
 from fakesysfs.harness import FakeSysfs
 from support.common import DOM1, DOM2, DOM3, MTTY, dom_uuid, one_line, uid, writes
 from support.hookrun import HookEnv, require_fuse
-from support.pools import ABSENT, PF, PROFILE, T4_1B, T4_2Q, T4_16Q, T4S, pool_xml, pooled, pools_toml, profiles_file
+from support.ids import PF
+from support.pools import ABSENT, T4_1B, T4_2Q, T4_16Q, T4S, T4X3, pool_xml, pooled, pools_toml, profiles_file
 
 
 def start_fake(tmp: Path, profiles: list[str]) -> FakeSysfs:
@@ -23,7 +24,7 @@ def start_fake(tmp: Path, profiles: list[str]) -> FakeSysfs:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[FakeSysfs, HookEnv]]:
-    fs = start_fake(tmp_path, [PROFILE, "mtty-sample"])
+    fs = start_fake(tmp_path, [T4X3, "mtty-sample"])
     try:
         yield fs, HookEnv(tmp_path / "hook", fs.root, pools_toml(gpu=T4S))
     finally:
@@ -197,15 +198,15 @@ def test_a_member_mapped_by_parents(world: tuple[FakeSysfs, HookEnv]) -> None:
 
 
 def test_an_sriov_pf_member_gets_the_usual_vf_choice(tmp_path: Path) -> None:
-    from support.pools import A40_2Q
+    from support.pools import A40_558
 
-    fs = start_fake(tmp_path, [PROFILE, "nvidia-a40-sriov"])
+    fs = start_fake(tmp_path, [T4X3, "nvidia-a40-sriov"])
     try:
         h = HookEnv(tmp_path / "hook", fs.root, "nvidia_release_wait = 0\n" + pools_toml(gpu=[T4S[0], PF]))
         a, b = uid(), uid()
-        d = pooled("vm1", DOM3, [a, b], A40_2Q)
+        d = pooled("vm1", DOM3, [a, b], A40_558)
         assert h.run("vm1", "prepare", "begin", d).returncode == 0
-        assert fs.devices() == {a: ("0000:41:00.4", A40_2Q), b: ("0000:41:00.5", A40_2Q)}
+        assert fs.devices() == {a: ("0000:41:00.4", A40_558), b: ("0000:41:00.5", A40_558)}
         c = claim(h, b)
         assert (c["parent"], c["pf"], c["pool"]) == ("0000:41:00.5", PF, "gpu")
         assert [g[1] for g in placed(h)] == [PF, PF] and placed(h)[0][3] == (f"{T4S[0]}: type not offered",)

@@ -11,13 +11,13 @@ import pytest
 from fakesysfs.harness import FakeSysfs
 from support.common import DOM1, MTTY, one_line, uid, writes
 from support.hookrun import HookEnv, require_fuse
-from support.pools import ABSENT, PROFILE, T4_16Q, T4S, pooled, pools_toml, profiles_file
+from support.pools import ABSENT, T4_16Q, T4S, T4X3, pooled, pools_toml, profiles_file
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[FakeSysfs, HookEnv]]:
     require_fuse()
-    fs = FakeSysfs([PROFILE, "mtty-sample"], tmp_path / "fake", profiles_file=profiles_file(tmp_path / "p.json"))
+    fs = FakeSysfs([T4X3, "mtty-sample"], tmp_path / "fake", profiles_file=profiles_file(tmp_path / "p.json"))
     fs.start()
     try:
         # this host's gpu pool: other members than the source's, and no [parents] entry for any of them

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 from support.common import uid
 from support.hookrun import HookEnv, domain_xml
+from support.ids import GVT
 
 from mdev_hooks.config import Config
 
-GVT, V54 = "0000:00:02.0", "i915-GVTg_V5_4"
+V54 = "i915-GVTg_V5_4"
 DOM = "5909df77-0544-4c25-b292-6027c2468ce1"
 OLD_LOCKS = Path("/run/lock/mdev-hooks")  # the default lock_dir of 0.1 and 0.2
 STATE = Path(Config.state_dir)

@@ -15,18 +15,17 @@ from fakesysfs.profiles import load_raw
 
 T4S = ["0000:3b:00.0", "0000:5e:00.0", "0000:86:00.0"]  # address order
 ABSENT = "0000:af:00.0"  # a member that is not registered on this host
-PF = "0000:41:00.0"  # the A40's SR-IOV PF (nvidia-a40-sriov)
 T4_16Q, T4_2Q, T4_1B = "nvidia-234", "nvidia-231", "nvidia-222"  # 1, 8 and 16 instances per GPU
-A40_2Q = "nvidia-558"
-PROFILE = "pool-tesla-t4-x3"
+A40_558 = "nvidia-558"  # A40-2Q: one per VF
+T4X3 = "pool-tesla-t4-x3"
 
 
 def profiles_file(dest: Path) -> Path:
-    """The fake's profiles plus PROFILE: its Tesla T4 at each address of T4S."""
+    """The fake's profiles plus T4X3: its Tesla T4 at each address of T4S."""
     raw = load_raw()
     t4 = raw["nvidia-tesla-t4"]
     three = copy.deepcopy(t4)
-    three["name"] = PROFILE
+    three["name"] = T4X3
     three["parents"] = []
     for addr in T4S:
         p = copy.deepcopy(t4["parents"][0])
