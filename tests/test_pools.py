@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 from fakesysfs.harness import FakeSysfs
-from support.common import DOM1, DOM2, DOM3, MTTY, dom_uuid, one_line, uid, writes
+from support.asserts import one_line
+from support.common import writes
 from support.hookrun import HookEnv, require_fuse
-from support.ids import PF
+from support.ids import DOM_A, DOM_B, DOM_C, MTTY, PF, dom_uuid, uid
 from support.pools import ABSENT, T4_1B, T4_2Q, T4_16Q, T4S, T4X3, pool_xml, pooled, pools_toml, profiles_file
+
+pytestmark = pytest.mark.fuse  # every test here mounts the fake (start_fake)
 
 
 def start_fake(tmp: Path, profiles: list[str]) -> FakeSysfs:
@@ -46,9 +49,9 @@ def test_first_fit_in_listed_order_and_the_ledger_records_member_and_pool(world:
     order = [T4S[1], T4S[2], T4S[0]]  # listed order, not address order
     h.write(pools_toml(gpu=order))
     a, b, c = uid(), uid(), uid()
-    r = h.run("vm1", "prepare", "begin", pooled("vm1", DOM1, [a, b], T4_16Q))  # one instance per GPU
+    r = h.run("vm1", "prepare", "begin", pooled("vm1", DOM_A, [a, b], T4_16Q))  # one instance per GPU
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
-    assert h.run("vm2", "prepare", "begin", pooled("vm2", DOM2, [c], T4_16Q)).returncode == 0
+    assert h.run("vm2", "prepare", "begin", pooled("vm2", DOM_B, [c], T4_16Q)).returncode == 0
     assert fs.devices() == {a: (order[0], T4_16Q), b: (order[1], T4_16Q), c: (order[2], T4_16Q)}
     assert [(claim(h, u)["parent"], claim(h, u)["pool"], claim(h, u)["state"]) for u in (a, b, c)] == [
         (order[0], "gpu", "created"), (order[1], "gpu", "created"), (order[2], "gpu", "created")]
@@ -58,7 +61,7 @@ def test_first_fit_in_listed_order_and_the_ledger_records_member_and_pool(world:
     assert got[2][3] == (f"{order[0]}: full (available_instances=0)", f"{order[1]}: full (available_instances=0)")
     # every member's lock, whichever is chosen
     assert sorted(p.name for p in h.lock_dir.iterdir()) == sorted(f"{t}.lock" for t in T4S)
-    assert h.run("vm1", "release", "end", pooled("vm1", DOM1, [a, b], T4_16Q)).returncode == 0
+    assert h.run("vm1", "release", "end", pooled("vm1", DOM_A, [a, b], T4_16Q)).returncode == 0
     assert fs.devices() == {c: (order[2], T4_16Q)} and h.ledger() == [f"{c}.json"]
 
 
@@ -69,7 +72,7 @@ def test_full_unregistered_exclusive_busy_and_other_type_members_are_passed_over
     fs.create_external(T4S[0], T4_16Q, uid())  # full
     fs.create_external(T4S[1], T4_2Q, uid())  # time-sliced: busy with another type, so it offers 0 of T4_16Q
     u = uid()
-    assert h.run("vm1", "prepare", "begin", pooled("vm1", DOM1, [u], T4_16Q)).returncode == 0
+    assert h.run("vm1", "prepare", "begin", pooled("vm1", DOM_A, [u], T4_16Q)).returncode == 0
     assert fs.devices()[u] == (T4S[2], T4_16Q)
     assert placed(h) == [(u, T4S[2], f"the first member in listed order with a free instance of {T4_16Q}", (
         f"{ABSENT}: not registered", f"{MTTY}: type not offered", f"{T4S[0]}: full (available_instances=0)",
@@ -79,7 +82,7 @@ def test_full_unregistered_exclusive_busy_and_other_type_members_are_passed_over
 def test_a_time_sliced_member_this_start_gave_another_type_is_busy(world: tuple[FakeSysfs, HookEnv]) -> None:
     fs, h = world
     a, b = uid(), uid()
-    d = pool_xml("vm1", DOM1, [(a, 'pool="gpu"', T4_2Q), (b, 'pool="gpu"', T4_1B)])
+    d = pool_xml("vm1", DOM_A, [(a, 'pool="gpu"', T4_2Q), (b, 'pool="gpu"', T4_1B)])
     assert h.run("vm1", "prepare", "begin", d).returncode == 0
     assert fs.devices() == {a: (T4S[0], T4_2Q), b: (T4S[1], T4_1B)}
     assert placed(h)[1][3] == (f"{T4S[0]}: busy with another type (this start places {T4_2Q} there)",)
@@ -100,7 +103,7 @@ def test_a_full_pool_fails_with_one_line_and_leaves_nothing(world: tuple[FakeSys
     if second_fits:
         h.write(pools_toml(gpu=T4S))
         entries = [(first, 'pool="gpu"', T4_16Q), (second, 'pool="gpu"', T4_16Q)]
-    r = h.run("vm1", "prepare", "begin", pool_xml("vm1", DOM1, entries))
+    r = h.run("vm1", "prepare", "begin", pool_xml("vm1", DOM_A, entries))
     err = one_line(r.stderr)
     assert r.returncode == 1 and r.stdout == b""
     assert f"cannot create mdev {second}: no member of pool gpu has a free instance of type {T4_16Q}" in err
@@ -137,7 +140,7 @@ def test_release_after_pools_was_edited_removes_from_the_member_the_ledger_names
         world: tuple[FakeSysfs, HookEnv]) -> None:
     fs, h = world
     u = uid()
-    d = pooled("vm1", DOM1, [u], T4_16Q)
+    d = pooled("vm1", DOM_A, [u], T4_16Q)
     assert h.run("vm1", "prepare", "begin", d).returncode == 0 and fs.devices() == {u: (T4S[0], T4_16Q)}
     for edit in (pools_toml(gpu=[T4S[2]]), ""):  # the member dropped from the pool, then the pool itself
         h.write(edit)
@@ -155,7 +158,7 @@ def test_an_existing_device_with_the_domains_uuid_on_a_member_is_used_where_it_i
     fs, h = world
     u = uid()
     fs.create_external(T4S[2], T4_16Q, u)
-    assert h.run("vm1", "prepare", "begin", pooled("vm1", DOM1, [u], T4_16Q)).returncode == 0
+    assert h.run("vm1", "prepare", "begin", pooled("vm1", DOM_A, [u], T4_16Q)).returncode == 0
     assert writes(fs) == [] and fs.devices() == {u: (T4S[2], T4_16Q)}
     c = claim(h, u)
     assert (c["parent"], c["pool"], c["state"]) == (T4S[2], "gpu", "adopted")
@@ -163,8 +166,8 @@ def test_an_existing_device_with_the_domains_uuid_on_a_member_is_used_where_it_i
     # the hook's own device, at the next start: kept where it is
     h2 = HookEnv(h.dir.parent / "hook2", fs.root, pools_toml(gpu=T4S))
     v = uid()
-    assert h2.run("vm2", "prepare", "begin", pooled("vm2", DOM2, [v], T4_16Q)).returncode == 0
-    assert h2.run("vm2", "prepare", "begin", pooled("vm2", DOM2, [v], T4_16Q)).returncode == 0
+    assert h2.run("vm2", "prepare", "begin", pooled("vm2", DOM_B, [v], T4_16Q)).returncode == 0
+    assert h2.run("vm2", "prepare", "begin", pooled("vm2", DOM_B, [v], T4_16Q)).returncode == 0
     assert fs.devices()[v] == (T4S[0], T4_16Q) and len(writes(fs)) == 1
 
 
@@ -179,10 +182,10 @@ def test_the_three_bad_entries_fail_before_any_write(world: tuple[FakeSysfs, Hoo
                                                      expected: str) -> None:
     fs, h = world
     first, u = uid(), uid()
-    d = pool_xml("vm1", DOM1, [(first, 'pool="gpu"', T4_16Q), (u, what, T4_16Q)])
+    d = pool_xml("vm1", DOM_A, [(first, 'pool="gpu"', T4_16Q), (u, what, T4_16Q)])
     r = h.run("vm1", "prepare", "begin", d)
     assert r.returncode == 1
-    assert one_line(r.stderr) == f"mdev-hooks: mdev {u}: {expected.format(p=T4S[0], config=h.config)}\n"
+    assert one_line(r.stderr) == f"mdev {u}: {expected.format(p=T4S[0], config=h.config)}"
     assert writes(fs) == [] and h.ledger() == []
 
 
@@ -190,10 +193,10 @@ def test_a_member_mapped_by_parents(world: tuple[FakeSysfs, HookEnv]) -> None:
     fs, h = world
     h.write(f'[parents]\n"0000:01:00.0" = "{T4S[1]}"\n' + pools_toml(gpu=[ABSENT, "0000:01:00.0"]))
     u = uid()
-    assert h.run("vm1", "prepare", "begin", pooled("vm1", DOM1, [u], T4_16Q)).returncode == 0
+    assert h.run("vm1", "prepare", "begin", pooled("vm1", DOM_A, [u], T4_16Q)).returncode == 0
     assert fs.devices() == {u: (T4S[1], T4_16Q)} and claim(h, u)["parent"] == T4S[1]
     assert sorted(p.name for p in h.lock_dir.iterdir()) == sorted([f"{ABSENT}.lock", f"{T4S[1]}.lock"])
-    assert h.run("vm1", "release", "end", pooled("vm1", DOM1, [u], T4_16Q)).returncode == 0
+    assert h.run("vm1", "release", "end", pooled("vm1", DOM_A, [u], T4_16Q)).returncode == 0
     assert fs.devices() == {} and h.ledger() == []
 
 
@@ -204,7 +207,7 @@ def test_an_sriov_pf_member_gets_the_usual_vf_choice(tmp_path: Path) -> None:
     try:
         h = HookEnv(tmp_path / "hook", fs.root, "nvidia_release_wait = 0\n" + pools_toml(gpu=[T4S[0], PF]))
         a, b = uid(), uid()
-        d = pooled("vm1", DOM3, [a, b], A40_558)
+        d = pooled("vm1", DOM_C, [a, b], A40_558)
         assert h.run("vm1", "prepare", "begin", d).returncode == 0
         assert fs.devices() == {a: ("0000:41:00.4", A40_558), b: ("0000:41:00.5", A40_558)}
         c = claim(h, b)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from fakesysfs.harness import FakeSysfs
-from support.common import DOM1, MTTY, one_line, uid, writes
+from support.asserts import one_line
+from support.common import writes
 from support.hookrun import HookEnv, require_fuse
+from support.ids import DOM_A, MTTY, uid
 from support.pools import ABSENT, T4_16Q, T4S, T4X3, pooled, pools_toml, profiles_file
 
 
@@ -35,7 +37,7 @@ def test_incoming_passes_when_this_hosts_pool_can_place_the_devices(world: tuple
                                                                     op: str) -> None:
     fs, h = world
     u = uid()
-    r = h.run("vm1", op, "begin", pooled("vm1", DOM1, [u], T4_16Q))
+    r = h.run("vm1", op, "begin", pooled("vm1", DOM_A, [u], T4_16Q))
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
     _untouched(fs, h)
     assert [(e["mdev"], e["member"]) for e in h.events() if e["event"] == "pool.placed"] == [(u, T4S[2])]
@@ -49,10 +51,10 @@ def test_incoming_fails_with_one_line_when_this_hosts_pool_is_full(world: tuple[
     fs.create_external(T4S[2], T4_16Q, uid())
     journal = len(fs.journal())
     a, b = uid(), uid()
-    r = h.run("vm1", op, "begin", pooled("vm1", DOM1, [a, b], T4_16Q))
+    r = h.run("vm1", op, "begin", pooled("vm1", DOM_A, [a, b], T4_16Q))
     err = one_line(r.stderr)
     assert r.returncode == 1 and r.stdout == b""
-    assert err.startswith(f"mdev-hooks: cannot create mdev {a}: no member of pool gpu has a free instance of type "
+    assert err.startswith(f"cannot create mdev {a}: no member of pool gpu has a free instance of type "
                           f"{T4_16Q} ({ABSENT}: not registered; {T4S[2]}: full (available_instances=0)) "
                           f"(checked at {op} begin, ")
     assert len(fs.journal()) == journal and h.ledger() == [] and not h.lock_dir.exists()
@@ -62,10 +64,10 @@ def test_incoming_fails_when_this_host_has_no_pool_of_that_name(world: tuple[Fak
     fs, h = world
     h.write(pools_toml(vdi=[MTTY]))
     u = uid()
-    r = h.run("vm1", "migrate", "begin", pooled("vm1", DOM1, [u], T4_16Q))
+    r = h.run("vm1", "migrate", "begin", pooled("vm1", DOM_A, [u], T4_16Q))
     assert r.returncode == 1 and r.stdout == b""
-    assert one_line(r.stderr) == (f"mdev-hooks: mdev {u}: pool gpu is not in [pools] of {h.config} (pools on this "
-                                  "host: vdi)\n")
+    assert one_line(r.stderr) == (f"mdev {u}: pool gpu is not in [pools] of {h.config} (pools on this "
+                                  "host: vdi)")
     _untouched(fs, h)
 
 
@@ -73,7 +75,7 @@ def test_a_dry_run_logs_where_each_device_would_go_and_writes_nothing(world: tup
     fs, h = world
     h.write(pools_toml(gpu=T4S))
     a, b = uid(), uid()
-    r = h.run("vm1", "prepare", "begin", pooled("vm1", DOM1, [a, b], T4_16Q), MDEV_HOOKS_DRY_RUN="1")
+    r = h.run("vm1", "prepare", "begin", pooled("vm1", DOM_A, [a, b], T4_16Q), MDEV_HOOKS_DRY_RUN="1")
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
     assert writes(fs) == [] and fs.devices() == {} and h.ledger() == []
     events = h.events()
@@ -89,7 +91,7 @@ def test_a_late_member_at_boot_gets_the_device(tmp_path: Path) -> None:
     fake.mountpoint.mkdir(parents=True)  # sysfs_root exists, empty: no member registered yet
     h = HookEnv(tmp_path / "hook", fake.root, "parent_wait = 30\n" + pools_toml(gpu=[ABSENT, MTTY]))
     u = uid()
-    d = pooled("vm1", DOM1, [u], "mtty-2")
+    d = pooled("vm1", DOM_A, [u], "mtty-2")
     p = h.start("vm1", "prepare", "begin", d)
     try:
         h.wait_logged(p, "parent.waiting")
@@ -115,8 +117,8 @@ def test_a_pool_whose_members_never_come_fails_after_parent_wait(tmp_path: Path)
     (tmp_path / "sys").mkdir()
     h = HookEnv(tmp_path / "hook", str(tmp_path / "sys"), "parent_wait = 1\n" + pools_toml(gpu=[ABSENT, MTTY]))
     u = uid()
-    r = h.run("vm1", "prepare", "begin", pooled("vm1", DOM1, [u], "mtty-2"))
+    r = h.run("vm1", "prepare", "begin", pooled("vm1", DOM_A, [u], "mtty-2"))
     assert r.returncode == 1
-    assert one_line(r.stderr) == (f"mdev-hooks: cannot create mdev {u}: no member of pool gpu has a free instance "
-                                  f"of type mtty-2 ({ABSENT}: not registered; {MTTY}: not registered)\n")
+    assert one_line(r.stderr) == (f"cannot create mdev {u}: no member of pool gpu has a free instance "
+                                  f"of type mtty-2 ({ABSENT}: not registered; {MTTY}: not registered)")
     assert [e["appeared"] for e in h.events() if e["event"] == "parent.waited"] == [False] and h.ledger() == []
