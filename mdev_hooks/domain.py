@@ -27,7 +27,7 @@ SET_HINT = (
 @dataclass(frozen=True)
 class ManagedDevice:
     """One device a domain asks the hook for. `key` names it on the host and in the ledger: the mdev's UUID, or
-    (kind nvidia-vf) the VF's PCI address, "" until the VF is bound (core/nvidia_vf.py)."""
+    (kind nvidia-vf) the VF's PCI address, "" until the VF is bound (core/kinds/nvidia_vf.py)."""
 
     key: str
     parent: str  # the parent the mdev is created on (a PF or VF for nvidia-vf, as the metadata names it)
@@ -46,7 +46,7 @@ class Domain:
     devices: list[ManagedDevice] = field(default_factory=list)
     # metadata entries with no managed hostdev: ignored, logged as a warning
     unused: list[ManagedDevice] = field(default_factory=list)
-    # kind="nvidia-vf" entries (key ""), matched to pci_hostdevs with the host's PF/VF links (core/nvidia_vf.bind)
+    # kind="nvidia-vf" entries (key ""), matched to pci_hostdevs with the host's PF/VF links (core/kinds/nvidia_vf.bind)
     vf_entries: list[ManagedDevice] = field(default_factory=list)
     pci_hostdevs: list[str] = field(default_factory=list)  # source addresses of <hostdev type='pci' managed='yes'>
     unmanaged_mdevs: int = 0  # mdev hostdevs without managed='yes': the user's own devices, never touched

@@ -42,9 +42,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     from mdev_hooks.admin import domedit
 
     if args.vf:
-        from mdev_hooks.admin import vgpu_edit
+        from mdev_hooks.admin import nvidia_vf_edit
 
-        vgpu_edit.add(args, common.virsh(args), common.make_env(args), lambda: common.running(args))
+        nvidia_vf_edit.add(args, common.virsh(args), common.make_env(args), lambda: common.running(args))
         return common.OK
     virsh = common.virsh(args)
     env = common.make_env(args)
@@ -95,9 +95,9 @@ def cmd_drop(args: argparse.Namespace) -> int:
     name = domedit.domain_name(root) or args.domain
     dom_uuid = domain_uuid(root)
     if args.vf:
-        from mdev_hooks.admin import vgpu_edit
+        from mdev_hooks.admin import nvidia_vf_edit
 
-        vgpu_edit.drop(args, virsh, common.make_env(args), root, name, dom_uuid)
+        nvidia_vf_edit.drop(args, virsh, common.make_env(args), root, name, dom_uuid)
         return common.OK
     removed = domedit.drop(root, args.uuid)
     virsh.define(domedit.serialize(root))

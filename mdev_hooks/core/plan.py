@@ -21,8 +21,8 @@ from mdev_hooks.errors import HookError
 
 
 def parent_problem(env: Env, m: ManagedDevice) -> str | None:
-    """Why this host cannot create m.type on m.parent (policy, parent missing, NVIDIA vendor VFIO, not registered,
-    type not offered), or None: the kind's own check, after the admin's policy. `mdev-hooks add` uses it."""
+    """Why this host cannot make m (the admin's policy, then the kind's own check of its parent and type), or None;
+    `mdev-hooks add` checks it before editing the domain."""
     return policy_problem(env.cfg, m) or kind_of(m.kind).parent_problem(env, m)
 
 

@@ -1,7 +1,7 @@
 """`release end` (and gc): clear exactly the devices the ledger says this hook made for a domain.
 
 Invariant: never touches a device the ledger does not give to this domain, nor one that is no longer what was
-made; every wait is bounded (lock_timeout, remove_timeout, nvidia_release_wait); idempotent.
+made; every wait is bounded (lock_timeout, remove_timeout, the kind's driver_wait); idempotent.
 """
 
 from __future__ import annotations
@@ -91,13 +91,14 @@ def release(domain_uuid: str, env: Env, devices: Iterable[ManagedDevice] = ()) -
             event = "mdev.would_remove" if c.state != ClaimState.ADOPTED else "mdev.would_unadopt"
             env.log.info(event, mdev=c.key, parent=c.parent, type=c.type, state=c.state)
         return
-    # NVIDIA's driver may remove the vGPU itself after the VM stops and breaks if someone removes it first:
+    # a vendor's driver may remove the device itself after the VM stops and break if someone removes it first:
     # wait for that OUTSIDE the lock so other domains on the parent are not held up.
     for c in claims:
         kind = kind_of(c.kind)
-        if c.state != ClaimState.ADOPTED and kind.waits_for_driver(env, c):
-            gone = _wait_gone(env, kind, c.key, env.cfg.nvidia_release_wait)
-            env.log.info("mdev.nvidia_wait", mdev=c.key, parent=c.parent, type=c.type, vanished=gone)
+        wait = kind.driver_wait(env, c) if c.state != ClaimState.ADOPTED else 0.0
+        if wait > 0:
+            gone = _wait_gone(env, kind, c.key, wait)
+            env.log.info(kind.events["driver_waited"], mdev=c.key, parent=c.parent, type=c.type, vanished=gone)
     failures: list[str] = []
     locks = (c.pf or lock_name(env, c.parent) for c in claims)
     with parent_locks(env.cfg.lock_dir, locks, env.cfg.lock_timeout, env.log):

@@ -13,7 +13,7 @@ from mdev_hooks.domain import ManagedDevice
 from mdev_hooks.enums import Kind
 from mdev_hooks.errors import HookError
 
-__all__ = ["MODULES", "DeviceKind", "describe", "key_heading", "kind_of", "owned_elsewhere", "register"]
+__all__ = ["MODULES", "DeviceKind", "describe", "key_heading", "kind_of", "known", "owned_elsewhere", "register"]
 
 # the kind's word (`<device kind=...>`, the claim's `kind`) -> its module, which defines KIND
 MODULES: dict[str, str] = {
@@ -26,6 +26,11 @@ _loaded: dict[str, DeviceKind] = {}
 def register(kind: DeviceKind) -> None:
     """Make a kind known by its word (the built-in ones are loaded from MODULES on first use)."""
     _loaded[str(kind.kind)] = kind
+
+
+def known(word: str) -> bool:
+    """True if `word` names a kind (built in, or registered)."""
+    return str(word) in MODULES or str(word) in _loaded
 
 
 def kind_of(kind: str) -> DeviceKind:

@@ -16,8 +16,17 @@ from mdev_hooks.errors import HookError
 from mdev_hooks.kernel import Sysfs
 
 
+def event_names(prefix: str, write: str, written: str, clear: str, cleared: str) -> dict[str, str]:
+    """The skeleton's moments -> a kind's log events, from its verbs (mdev: create, created, remove, removed)."""
+    words = {"kept": "kept", "would_create": f"would_{write}", "would_adopt": "would_adopt", "adopted": "adopted",
+             "write_failed": f"{write}_failed", "written": written, "unadopted": "unadopted",
+             "clear_failed": f"{clear}_failed", "cleared": cleared}
+    return {moment: f"{prefix}.{word}" for moment, word in words.items()}
+
+
 class DeviceKind:
-    """One kind of device. `events` maps the skeleton's moments to this kind's log event names."""
+    """One kind of device. `events` maps the skeleton's moments to this kind's log event names (event_names(), plus
+    "driver_waited" for a kind whose driver_wait() can be > 0)."""
 
     kind: str  # the `<device kind=...>` word, stored in each claim
     noun: str  # how error lines call the key's thing: "mdev", "VF"
@@ -31,6 +40,7 @@ class DeviceKind:
     adopt_reason: str  # ... for one that exists and nobody owns
     gone_reason: str = "device gone"  # an orphan's reason when the device no longer exists
     unused_reason: str  # why a metadata entry of this kind is not used (no matching hostdev)
+    status_fields: ClassVar[dict[str, Any]] = {}  # fields a `status --json` device of this kind also has
 
     # -- what a device is called -----------------------------------------------------------------------------------
     def label(self, m: ManagedDevice, mapped: str) -> str:
@@ -111,9 +121,10 @@ class DeviceKind:
     def cleared_fields(self, env: Env, c: Claim) -> dict[str, Any]:
         return {}
 
-    def waits_for_driver(self, env: Env, c: Claim) -> bool:
-        """Let the vendor's driver remove the device itself first (NVIDIA's mdev vGPUs)."""
-        return False
+    def driver_wait(self, env: Env, c: Claim) -> float:
+        """Seconds to let the vendor's driver remove the device itself first (NVIDIA's mdev vGPUs; logged as
+        events["driver_waited"]), 0 for none."""
+        return 0.0
 
     # -- `mdev-hooks plan` -----------------------------------------------------------------------------------------
     def plan_row(self, step: Step, env: Env) -> dict[str, Any]:
@@ -125,6 +136,6 @@ class DeviceKind:
         """What a start would do for the step, in `plan`'s words (with the files it writes)."""
         raise NotImplementedError
 
-    def ignored_line(self, m: ManagedDevice) -> str:
+    def ignored_line(self, key: str, parent: str, type_: str) -> str:
         """`plan`'s line for a metadata entry of this kind that the domain does not use."""
         raise NotImplementedError

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from mdev_hooks.core.env import Env, Existing, Step, attrs_text
 from mdev_hooks.core.kinds import describe
-from mdev_hooks.core.kinds.base import DeviceKind
+from mdev_hooks.core.kinds.base import DeviceKind, event_names
 from mdev_hooks.core.ledger import Claim
 from mdev_hooks.core.sriov import pick_vf, sriov_vfs
 from mdev_hooks.domain import ManagedDevice
@@ -51,10 +51,8 @@ class Mdev(DeviceKind):
     bus = "mdev"
     counts_instances = True
     mdevctl_defines = True
-    events: ClassVar[dict[str, str]] = {
-        "kept": "mdev.kept", "would_create": "mdev.would_create", "would_adopt": "mdev.would_adopt",
-        "adopted": "mdev.adopted", "write_failed": "mdev.create_failed", "written": "mdev.created",
-        "unadopted": "mdev.unadopted", "clear_failed": "mdev.remove_failed", "cleared": "mdev.removed"}
+    events: ClassVar[dict[str, str]] = {**event_names("mdev", "create", "created", "remove", "removed"),
+                                        "driver_waited": "mdev.nvidia_wait"}
     kept_reason = "already created for this domain"
     adopt_reason = "exists with the requested parent and type, owned by no domain"
     unused_reason = "no <hostdev type='mdev' managed='yes'> with this UUID"
@@ -95,7 +93,7 @@ class Mdev(DeviceKind):
                 if any(sysfs.offers(vf, m.type) for vf in vfs):
                     return None
                 return pick_vf(env, m, vfs, set()).problem
-            if sysfs.is_nvidia_vendor_vfio(m.parent):
+            if sysfs.on_nvidia_vendor_interface(m.parent):
                 return (
                     f"cannot create {what}: {m.parent} uses NVIDIA's vendor-specific vGPU interface "
                     "(vGPU 17+ on kernel >= 6.8: nvidia/creatable_vgpu_types, no mdev_supported_types), which is not "
@@ -125,7 +123,7 @@ class Mdev(DeviceKind):
         """The parent or type is not registered (yet): what parent_wait waits for. A parent of NVIDIA's vendor
         interface named as an mdev parent is a mistake, not a delay."""
         return (env.sysfs.device(m.key) is None and self.parent_problem(env, m) is not None
-                and not env.sysfs.is_nvidia_vendor_vfio(m.parent))
+                and not env.sysfs.on_nvidia_vendor_interface(m.parent))
 
     def write(self, sysfs: Sysfs, m: ManagedDevice) -> None:
         sysfs.create(m.parent, m.type, m.key)
@@ -173,8 +171,8 @@ class Mdev(DeviceKind):
     def cleared_fields(self, env: Env, c: Claim) -> dict[str, Any]:
         return {"available_instances": env.sysfs.available(c.parent, c.type)}
 
-    def waits_for_driver(self, env: Env, c: Claim) -> bool:
-        return env.sysfs.parent_vendor(c.parent) == NVIDIA_VENDOR
+    def driver_wait(self, env: Env, c: Claim) -> float:
+        return env.cfg.nvidia_release_wait if env.sysfs.parent_vendor(c.parent) == NVIDIA_VENDOR else 0.0
 
     def plan_row(self, step: Step, env: Env) -> dict[str, Any]:
         from mdev_hooks import mdevctl
@@ -206,8 +204,8 @@ class Mdev(DeviceKind):
             text += f"; its <attr> values ({attrs_text(m)}) are NOT written: the device exists"
         return text
 
-    def ignored_line(self, m: ManagedDevice) -> str:
-        return f"ignored: metadata entry {m.key} has no <hostdev type='mdev' managed='yes'> with that UUID"
+    def ignored_line(self, key: str, parent: str, type_: str) -> str:
+        return f"ignored: metadata entry {key} has no <hostdev type='mdev' managed='yes'> with that UUID"
 
 
 KIND = Mdev()

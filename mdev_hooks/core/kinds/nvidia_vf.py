@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from mdev_hooks.core.env import Env, Existing, Step
 from mdev_hooks.core.kinds import describe
-from mdev_hooks.core.kinds.base import DeviceKind
+from mdev_hooks.core.kinds.base import DeviceKind, event_names
 from mdev_hooks.core.ledger import Claim
 from mdev_hooks.domain import Domain, ManagedDevice
 from mdev_hooks.enums import Action, Kind
@@ -48,7 +48,7 @@ def bind(domain: Domain, env: Env) -> Domain:
             unused.append(e)
             continue
         taken[vf] = replace(e, key=vf)
-        env.log.info("vgpu.vf_matched", pf=e.parent, vf=vf, type=e.type,
+        env.log.info("nvidia_vf.vf_matched", pf=e.parent, vf=vf, type=e.type,
                      reason="the first managed PCI hostdev of the domain that is a VF of this PF")
     order = {e: i for i, e in enumerate(domain.pci_hostdevs)}
     vgpus = sorted(taken.values(), key=lambda m: order[m.key])
@@ -99,13 +99,11 @@ class NvidiaVf(DeviceKind):
     key_label = "VF"
     bus = "pci"
     counts_instances = False  # the VF offers the type or not: its plan decides
-    events: ClassVar[dict[str, str]] = {
-        "kept": "vgpu.kept", "would_create": "vgpu.would_set", "would_adopt": "vgpu.would_adopt",
-        "adopted": "vgpu.adopted", "write_failed": "vgpu.set_failed", "written": "vgpu.set",
-        "unadopted": "vgpu.unadopted", "clear_failed": "vgpu.clear_failed", "cleared": "vgpu.cleared"}
+    events: ClassVar[dict[str, str]] = event_names("nvidia_vf", "set", "set", "clear", "cleared")
     kept_reason = "already set for this domain"
     adopt_reason = "the VF already has this type, owned by no domain"
     gone_reason = "vGPU type cleared"
+    status_fields: ClassVar[dict[str, Any]] = {"type_name": ""}
     unused_reason = "no <hostdev type='pci' managed='yes'> whose address is this VF or a VF of this PF"
 
     def label(self, m: ManagedDevice, mapped: str) -> str:
@@ -171,7 +169,7 @@ class NvidiaVf(DeviceKind):
         return not sysfs.is_pci_device(key)
 
     def not_clearable(self, env: Env, c: Claim) -> tuple[str, str] | None:
-        if not env.sysfs.is_pci_device(c.key) or env.sysfs.is_vgpu_vf(c.key):
+        if not env.sysfs.is_pci_device(c.key) or env.sysfs.takes_vgpu_type(c.key):
             return None
         return "no nvidia/current_vgpu_type", unbound(c)
 
@@ -205,8 +203,8 @@ class NvidiaVf(DeviceKind):
             Action.KEEP: f"keep vGPU type {m.type} on {on}: the hook already set it for this domain",
         }[step.action]
 
-    def ignored_line(self, m: ManagedDevice) -> str:
-        return (f"ignored: metadata entry kind=\"{Kind.NVIDIA_VF.value}\" parent={m.parent} type={m.type}: "
+    def ignored_line(self, key: str, parent: str, type_: str) -> str:
+        return (f"ignored: metadata entry kind=\"{Kind.NVIDIA_VF.value}\" parent={parent} type={type_}: "
                 "no <hostdev type='pci' managed='yes'> of the domain is that VF or a VF of that PF")
 
 
