@@ -8,6 +8,7 @@ The real /run is used (that is the point); the test removes what it made there a
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import stat
@@ -18,16 +19,15 @@ from typing import Any
 
 import pytest
 from support.hookrun import HookEnv, mdev_xml
-from support.ids import GVT, uid
+from support.ids import DOM_A, GVT, GVT_V54, uid
 
 from mdev_hooks.config import Config
 
-V54 = "i915-GVTg_V5_4"
-DOM = "5909df77-0544-4c25-b292-6027c2468ce1"
 OLD_LOCKS = Path("/run/lock/mdev-hooks")  # the default lock_dir of 0.1 and 0.2
 STATE = Path(Config.state_dir)
 LOCKS = Path(Config.lock_dir)
 NOBODY = pwd.getpwnam("nobody")
+SERIAL = "/tmp/mdev-hooks-tests-run.lock"  # two test runs on one host share /run: one squatting test at a time
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -40,6 +40,8 @@ def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
 def squatted() -> Iterator[Path]:
     """/run/lock/mdev-hooks made by `nobody` before any hook ran; afterwards, what the test made in /run is gone
     and whatever was there before is back."""
+    serial = open(SERIAL, "a")  # noqa: SIM115 (held for the whole test)
+    fcntl.flock(serial, fcntl.LOCK_EX)
     made = [p for p in (STATE, LOCKS) if not p.exists()]  # removed after the test, deepest first
     aside = OLD_LOCKS.with_name(f"mdev-hooks.test-aside-{os.getpid()}")
     if OLD_LOCKS.exists() or OLD_LOCKS.is_symlink():
@@ -59,6 +61,7 @@ def squatted() -> Iterator[Path]:
             OLD_LOCKS.rmdir()
         if aside.exists() or aside.is_symlink():
             aside.rename(OLD_LOCKS)
+        serial.close()
 
 
 def _config(h: HookEnv, **paths: str) -> None:
@@ -88,10 +91,10 @@ def test_managed_starts_work_with_the_old_path_squatted(gvt: tuple[Any, HookEnv]
     _config(h)  # no lock_dir: the default
     for _ in range(2):  # a start and stop twice: the second finds the lock directory made by the first
         u = uid()
-        xml = mdev_xml("vm1", DOM, [(u, GVT, V54)])
+        xml = mdev_xml("vm1", DOM_A, [(u, GVT, GVT_V54)])
         r = h.run("vm1", "prepare", "begin", xml)
         assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
-        assert fs.devices() == {u: (GVT, V54)}
+        assert fs.devices() == {u: (GVT, GVT_V54)}
         r = h.run("vm1", "release", "end", xml)
         assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
         assert fs.devices() == {}
@@ -107,7 +110,7 @@ def test_a_configured_lock_dir_another_user_owns_fails_the_start(gvt: tuple[Any,
     fs, h = gvt
     _config(h, lock_dir=str(squatted))
     u = uid()
-    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM, [(u, GVT, V54)]))
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(u, GVT, GVT_V54)]))
     assert r.returncode == 1 and r.stdout == b""
     assert r.stderr.decode() == (
         f"mdev-hooks: lock_dir {squatted} is owned by nobody (uid {NOBODY.pw_uid}), not by root (uid 0): another "
@@ -123,7 +126,7 @@ def test_a_configured_state_dir_another_user_owns_fails_the_start(gvt: tuple[Any
     theirs.mkdir(mode=0o700)
     os.chown(theirs, NOBODY.pw_uid, NOBODY.pw_gid)
     _config(h, state_dir=str(theirs), lock_dir=str(h.lock_dir))
-    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM, [(uid(), GVT, V54)]))
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(uid(), GVT, GVT_V54)]))
     assert r.returncode == 1 and r.stdout == b""
     assert r.stderr.decode().startswith(
         f"mdev-hooks: state_dir {theirs} is owned by nobody (uid {NOBODY.pw_uid}), not by root (uid 0): "), r

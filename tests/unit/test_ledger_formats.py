@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from support.host import MakeHost, UnitHost
-from support.ids import AP_MATRIX, H200_1414, MTTY, MTTY_1, MTTY_2, VF0, VF1, VF2
+from support.ids import AP_MATRIX, AP_PASSTHROUGH, H200_1414, MTTY, MTTY_1, MTTY_2, VF0, VF1, VF2
 
 from mdev_hooks.core.ledger import FORMAT, Ledger, to_json
 from mdev_hooks.core.ledger import from_json as claim_from_json
@@ -46,7 +46,7 @@ HOSTS = {
                                            "i915-GVTg_V5_4")], {}),
     "0.1.0.json": (["mtty-sample"], [("9a0c7c5e-3f0e-4d6b-9b8e-2c1d0f6a7e11", MTTY, MTTY_1)], {}),
     "0.1.0-nvidia-vf.json": (["nvidia-h200x-vendor-vfio"], [], {VF0: H200_1414}),
-    "0.2.0.json": (["s390-vfio-ap"], [("8d3a3c56-7f1b-4a5e-9c1d-2b6f0e4a9d10", AP_MATRIX, "vfio_ap-passthrough")], {}),
+    "0.2.0.json": (["s390-vfio-ap"], [("8d3a3c56-7f1b-4a5e-9c1d-2b6f0e4a9d10", AP_MATRIX, AP_PASSTHROUGH)], {}),
     "0.2.0-nvidia-vf.json": (["nvidia-h200x-vendor-vfio"], [], {VF1: H200_1414}),
     "0.3.0.json": (["mtty-sample"], [("3c1e7a40-22b5-4d7e-8f60-9a1b2c3d4e5f", MTTY, MTTY_2)], {}),
     "0.3.0-nvidia-vf.json": (["nvidia-h200x-vendor-vfio"], [], {VF2: H200_1414}),
@@ -194,3 +194,14 @@ def test_downgrade_takes_the_parents_lock(make_host: MakeHost) -> None:
         holder.communicate("")
     assert r.code == 1 and "waiting for the lock of parent mtty" in r.err, r
     assert path.read_bytes() == (FIXTURES / "0.3.0.json").read_bytes()
+
+
+def test_a_later_format_is_read_and_its_new_fields_ignored(make_host: MakeHost) -> None:
+    """Claims outlive a downgrade from a later version too: its added fields must not make a claim corrupt."""
+    host = make_host(["mtty-sample"])
+    data = {**fixture("0.3.0.json"), "format": FORMAT + 1, "placement": {"numa": 1}, "note": "from the future"}
+    (host.state_dir / f"{key_of(data)}.json").write_text(json.dumps(data))
+    got = Ledger(str(host.state_dir)).get(key_of(data))
+    assert got is not None
+    written = json.loads(json.dumps(to_json(got)))  # what this version writes back: its own fields, its format
+    assert written == {**{k: v for k, v in data.items() if k in written}, "format": FORMAT}
