@@ -1,6 +1,7 @@
 """The launcher (hooks/qemu = mdev_hooks/share/qemu-hook) when the package cannot be loaded, whatever the reason:
 only prepare/migrate/restore begin of domains that ask for managed devices fail, with one line; all else exits 0.
-No root, no FUSE: a broken `mdev_hooks` package is put first on the import path."""
+No root, no FUSE: a broken `mdev_hooks` package is put first on the import path; the file runs as libvirt runs it,
+through its sh front (which starts this interpreter, MDEV_HOOKS_PYTHON)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ def run(tmp_path: Path, broken: str | None, op: str, xml: bytes) -> subprocess.C
         (pkg / "hook.py").write_text(BROKEN[broken])
     else:  # a namespace with no hook module at all: ModuleNotFoundError
         (pkg / "__init__.py").write_text("raise ImportError('No module named mdev_hooks.hook')\n")
-    env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "site")}
-    return subprocess.run([sys.executable, str(HOOK), "g", *op.split(), "-"], input=xml, capture_output=True,
+    env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "site"),
+           "MDEV_HOOKS_PYTHON": sys.executable}
+    return subprocess.run([str(HOOK), "g", *op.split(), "-"], input=xml, capture_output=True,
                           env=env, timeout=60, check=False)
 
 
