@@ -122,7 +122,7 @@ def test_hook_is_the_launcher_for_the_system_python(built: Built) -> None:
     assert "python=/usr/bin/python3" in text.splitlines()
     assert "PATHS = ['/usr/lib/python3/dist-packages']" in text.splitlines()
     # generated from the package's own launcher source, not a copy that could drift
-    args = rules_variable("MDEV_HOOKS_LAUNCHER_ARGS").split()
+    args = rules_variable("MDEV_HOOKS_INTERPRETER"), rules_variable("MDEV_HOOKS_SYS_PATH")
     assert text == source_value(rules_variable("MDEV_HOOKS_LAUNCHER"), *args)
 
 
