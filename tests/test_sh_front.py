@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_launcher import MANAGED, METADATA, PLAIN
 
 from mdev_hooks.admin import front
 from mdev_hooks.admin.install_cmd import MARKER, launcher_text
@@ -17,13 +18,6 @@ from mdev_hooks.hook import ACTIVE
 
 REPO = Path(__file__).resolve().parent.parent
 HOOK = REPO / "hooks" / "qemu"
-U = "4b20d080-1b54-4048-85b3-a6a62d165c01"
-PLAIN = b"<domain type='kvm'><name>web</name><uuid>5909df77-0544-4c25-b292-6027c2468ce1</uuid></domain>"
-MANAGED = (f"<domain><name>g</name><devices><hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'>"
-           f"<source><address uuid='{U}'/></source></hostdev></devices></domain>").encode()
-METADATA = (f"<domain><name>g</name><metadata><mdev:mdevs xmlns:mdev='urn:mdev-hooks:domain:1'><mdev:device "
-            f"uuid='{U}' parent='mtty' type='mtty-1'/></mdev:mdevs></metadata></domain>").encode()
-
 # libvirt's hooks.rst and virhook.c, 7.0 to 11.3: OP SUBOP EXTRA (release's EXTRA is the shutoff reason from 10.5)
 REASONS = ["-", "unknown", "shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from snapshot", "daemon"]
 DOCUMENTED = [("prepare", "begin", "-"), ("start", "begin", "-"), ("started", "begin", "-"), ("stopped", "end", "-"),
