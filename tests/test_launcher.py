@@ -10,20 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.launcherxml import MANAGED, MANAGED_FIRST, METADATA, PLAIN, UNMANAGED
 
 REPO = Path(__file__).resolve().parent.parent
 HOOK = REPO / "hooks" / "qemu"
-NS = "urn:mdev-hooks:domain:1"
-U = "4b20d080-1b54-4048-85b3-a6a62d165c01"
-
-PLAIN = b"<domain type='kvm'><name>web</name><uuid>5909df77-0544-4c25-b292-6027c2468ce1</uuid></domain>"
-METADATA = (f"<domain><name>g</name><metadata><mdev:mdevs xmlns:mdev='{NS}'><mdev:device uuid='{U}' parent='mtty' "
-            f"type='mtty-1'/></mdev:mdevs></metadata></domain>").encode()
-MANAGED = (f"<domain><name>g</name><devices><hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'>"
-           f"<source><address uuid='{U}'/></source></hostdev></devices></domain>").encode()
-MANAGED_FIRST = MANAGED.replace(b"type='mdev' managed='yes'", b"managed=\"yes\" type=\"mdev\"")
-UNMANAGED = MANAGED.replace(b"managed='yes'", b"managed='no'")
-
 # what "cannot load" can be: an old Python choking on new syntax at import, a half-installed package, none at all
 BROKEN = {
     "type-error": "raise TypeError(\"unsupported operand type(s) for |: 'type' and 'NoneType'\")\n",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_launcher import MANAGED, METADATA, PLAIN
+from support.launcherxml import MANAGED, METADATA, PLAIN
 
 from mdev_hooks.admin import front
 from mdev_hooks.admin.install_cmd import MARKER, launcher_text
