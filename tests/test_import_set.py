@@ -30,9 +30,11 @@ PINNED = {
     "gc",
     "mdev_hooks", "mdev_hooks.hook", "mdev_hooks.errors", "mdev_hooks.config", "mdev_hooks.log", "mdev_hooks.domain",
     "mdev_hooks.enums", "mdev_hooks.names", "mdev_hooks.fsutil", "mdev_hooks.mdevctl",
-    "mdev_hooks.core", "mdev_hooks.core.env", "mdev_hooks.core.faultpoint", "mdev_hooks.core.kinds",
-    "mdev_hooks.core.ledger", "mdev_hooks.core.locks", "mdev_hooks.core.plan", "mdev_hooks.core.prepare",
-    "mdev_hooks.core.release", "mdev_hooks.core.sriov", "mdev_hooks.core.nvidia_vf",
+    "mdev_hooks.core", "mdev_hooks.core.env", "mdev_hooks.core.faultpoint", "mdev_hooks.core.ledger",
+    "mdev_hooks.core.locks", "mdev_hooks.core.plan", "mdev_hooks.core.prepare", "mdev_hooks.core.release",
+    "mdev_hooks.core.sriov",
+    # the kinds' registry and the one kind these domains use (an mdev-only run never imports nvidia_vf's module)
+    "mdev_hooks.core.kinds", "mdev_hooks.core.kinds.base", "mdev_hooks.core.kinds.mdev",
     "mdev_hooks.kernel", "mdev_hooks.kernel.errnos", "mdev_hooks.kernel.mdev", "mdev_hooks.kernel.nvidia",
     "mdev_hooks.kernel.pci", "mdev_hooks.kernel.root",
 }
@@ -86,6 +88,7 @@ def test_a_managed_prepare_and_release_import_only_the_pinned_set(fakesysfs: Cal
     allowed = floor(paths) | PINNED
     # libvirt's environment: the config file is the only thing the test adds (-I ignores PYTHON* variables)
     env = {k: v for k, v in h.environ().items() if k != "MDEV_HOOKS_PYTHON"}
+    seen: set[str] = set()
     for op, sub in (("prepare", "begin"), ("release", "end")):
         r = subprocess.run([str(traced), "vm1", op, sub, "-"], input=xml, capture_output=True, env=env, timeout=120,
                            cwd="/", check=False)
@@ -94,8 +97,11 @@ def test_a_managed_prepare_and_release_import_only_the_pinned_set(fakesysfs: Cal
         assert (u in fs.devices()) == (op == "prepare")  # the managed path ran, not an early exit
         assert "mdev_hooks.core." + op in loaded
         # log.OPTIONAL: the import attempts log.py turns into ImportError (a line of -X importtime, nothing loaded)
+        seen |= loaded
         outside = sorted(loaded - allowed - set(OPTIONAL))
         assert outside == [], f"{op} imports modules outside the floor and the pinned list"
+    # and the list stays tight: a module of ours that neither loads any more leaves it
+    assert sorted(m for m in PINNED if m.startswith("mdev_hooks") and m not in seen) == []
 
 
 def test_structlog_comes_without_its_optional_console_modules(tmp_path: Path) -> None:
