@@ -17,10 +17,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support.hookrun import REPO
+from support.ids import U1
 
-REPO = Path(__file__).resolve().parent.parent
-U = "4b20d080-1b54-4048-85b3-a6a62d165c01"
-HOOK = "/etc/libvirt/hooks/qemu.d/50-mdev-hooks"
+INSTALLED_HOOK = "/etc/libvirt/hooks/qemu.d/50-mdev-hooks"
 T0 = 1796194800.0  # 2026-12-02T07:00:00Z
 
 
@@ -63,26 +63,26 @@ def _iso(t: float) -> str:
 
 def _guest_out(tmp_path: Path, *, removed: bool = True, gone: str = "yes", sysfsdev: str = "") -> Path:
     """A guest's out/ as tests/e2e/guest/demo.sh leaves it after a run, with libvirtd's and the hook's logs."""
-    env = {"name": "demo-mtty", "uuid": U, "parent": "mtty", "type": "mtty-2", "avail_before": "12",
+    env = {"name": "demo-mtty", "uuid": U1, "parent": "mtty", "type": "mtty-2", "avail_before": "12",
            "t_start": T0, "t_started": T0 + 9.5, "start_rc": "0", "domstate": "running", "qemu_pid": "812",
-           "sysfsdev": sysfsdev or f"sysfsdev=/sys/bus/mdev/devices/{U}", "avail_during": "11",
-           "t_checked": T0 + 10.0, "status_line": f"{U} mtty mtty-2 demo-mtty (created by mdev-hooks)",
+           "sysfsdev": sysfsdev or f"sysfsdev=/sys/bus/mdev/devices/{U1}", "avail_during": "11",
+           "t_checked": T0 + 10.0, "status_line": f"{U1} mtty mtty-2 demo-mtty (created by mdev-hooks)",
            "t_destroy": T0 + 14.0, "t_destroyed": T0 + 16.0, "destroy_rc": "0",
            "avail_after": "12" if removed else "11", "gone": gone}
     (tmp_path / "demo.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     calls = [(T0 + 0.8, "prepare", "begin"), (T0 + 5.0, "start", "begin"), (T0 + 9.0, "started", "begin"),
              (T0 + 14.5, "stopped", "end"), (T0 + 15.0, "release", "end")]
     (tmp_path / "libvirtd.log").write_text("".join(
-        f"{_clock(t)}: 901: debug : virHookCall:380 : Calling hook {HOOK} id=demo-mtty op={op} subop={sub} "
+        f"{_clock(t)}: 901: debug : virHookCall:380 : Calling hook {INSTALLED_HOOK} id=demo-mtty op={op} subop={sub} "
         f"extra=-\n" for t, op, sub in calls) + f"{_clock(T0 + 1)}: 901: debug : virHookCall:380 : Calling hook "
-        f"{HOOK} id=other op=prepare subop=begin extra=-\n")
+        f"{INSTALLED_HOOK} id=other op=prepare subop=begin extra=-\n")
     events: list[tuple[float, str, int, str, dict[str, object]]] = [
-        (T0 + 2.0, "hook.invoked", 300, "prepare", {"mdevs": [U]}),
-        (T0 + 2.5, "mdev.created", 300, "prepare", {"mdev": U, "available_instances": 11}),
+        (T0 + 2.0, "hook.invoked", 300, "prepare", {"mdevs": [U1]}),
+        (T0 + 2.5, "mdev.created", 300, "prepare", {"mdev": U1, "available_instances": 11}),
         (T0 + 2.6, "hook.done", 300, "prepare", {"duration_ms": 612.5}),
-        (T0 + 15.4, "hook.invoked", 301, "release", {"mdevs": [U]})]
+        (T0 + 15.4, "hook.invoked", 301, "release", {"mdevs": [U1]})]
     if removed:
-        events.append((T0 + 15.6, "mdev.removed", 301, "release", {"mdev": U, "available_instances": 12}))
+        events.append((T0 + 15.6, "mdev.removed", 301, "release", {"mdev": U1, "available_instances": 12}))
     lines = [json.dumps({"event": ev, "timestamp": _iso(t), "domain": "demo-mtty", "pid": pid, "op": op, **kw})
              for t, ev, pid, op, kw in events]
     (tmp_path / "mdev-hooks.log").write_text("\n".join([*lines, '{"cut by the power-off']) + "\n")
@@ -97,19 +97,19 @@ def test_timeline_in_time_order_with_the_verdict(timeline: ModuleType, tmp_path:
     rows = [re.sub(stamp, "", line) for line in out.splitlines() if re.match(stamp, line)]
     assert rows == [
         "virsh start demo-mtty",
-        f"  libvirtd runs {HOOK} demo-mtty prepare begin",
-        f"    hook pid 300: prepare, managed devices ['{U}']",
-        f"    created mdev {U} on mtty, type mtty-2: available_instances 12 -> 11",
+        f"  libvirtd runs {INSTALLED_HOOK} demo-mtty prepare begin",
+        f"    hook pid 300: prepare, managed devices ['{U1}']",
+        f"    created mdev {U1} on mtty, type mtty-2: available_instances 12 -> 11",
         "    hook pid 300: prepare done in 612.5 ms",
-        f"  libvirtd runs {HOOK} demo-mtty start begin",
-        f"  libvirtd runs {HOOK} demo-mtty started begin",
+        f"  libvirtd runs {INSTALLED_HOOK} demo-mtty start begin",
+        f"  libvirtd runs {INSTALLED_HOOK} demo-mtty started begin",
         "virsh start returned 0",
-        f"virsh domstate demo-mtty: running; qemu pid 812 has sysfsdev=/sys/bus/mdev/devices/{U}",
+        f"virsh domstate demo-mtty: running; qemu pid 812 has sysfsdev=/sys/bus/mdev/devices/{U1}",
         "virsh destroy demo-mtty",
-        f"  libvirtd runs {HOOK} demo-mtty stopped end",
-        f"  libvirtd runs {HOOK} demo-mtty release end",
-        f"    hook pid 301: release, managed devices ['{U}']",
-        f"    removed mdev {U}: available_instances back to 12",
+        f"  libvirtd runs {INSTALLED_HOOK} demo-mtty stopped end",
+        f"  libvirtd runs {INSTALLED_HOOK} demo-mtty release end",
+        f"    hook pid 301: release, managed devices ['{U1}']",
+        f"    removed mdev {U1}: available_instances back to 12",
         "virsh destroy returned 0",
     ]
     assert "   +2.500 s      created mdev" in out  # each step's time since virsh start

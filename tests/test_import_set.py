@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.common import uid
-from support.hookrun import HookEnv, domain_xml
+from support.hookrun import HookEnv, mdev_xml
+from support.ids import DOM_A, GVT, uid
 
 from mdev_hooks.admin import front
 from mdev_hooks.admin.install_cmd import MARKER
 from mdev_hooks.log import OPTIONAL
-
-DOM = "5909df77-0544-4c25-b292-6027c2468ce1"
-GVT = "0000:00:02.0"
 
 # beyond the floor: the package's own modules on the managed path, and `gc` (hook.main turns the collector off)
 PINNED = {
@@ -84,7 +81,7 @@ def test_a_managed_prepare_and_release_import_only_the_pinned_set(fakesysfs: Cal
     fs = fakesysfs(["intel-gvtg"])
     h = HookEnv(tmp_path / "hook", fs.root)
     u = uid()
-    xml = domain_xml("vm1", DOM, [(u, GVT, "i915-GVTg_V5_4")])
+    xml = mdev_xml("vm1", DOM_A, [(u, GVT, "i915-GVTg_V5_4")])
     allowed = floor(paths) | PINNED
     # libvirt's environment: the config file is the only thing the test adds (-I ignores PYTHON* variables)
     env = {k: v for k, v in h.environ().items() if k != "MDEV_HOOKS_PYTHON"}

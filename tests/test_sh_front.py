@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.launcherxml import MANAGED, METADATA, PLAIN
+from support.hookrun import HOOK
+from support.launcherxml import MANAGED, METADATA
+from support.launcherxml import NO_DEVICES as PLAIN
 
 from mdev_hooks.admin import front
 from mdev_hooks.admin.install_cmd import MARKER, launcher_text
 from mdev_hooks.hook import ACTIVE
 
-REPO = Path(__file__).resolve().parent.parent
-HOOK = REPO / "hooks" / "qemu"
 # libvirt's hooks.rst and virhook.c, 7.0 to 11.3: OP SUBOP EXTRA (release's EXTRA is the shutoff reason from 10.5)
 REASONS = ["-", "unknown", "shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from snapshot", "daemon"]
 DOCUMENTED = [("prepare", "begin", "-"), ("start", "begin", "-"), ("started", "begin", "-"), ("stopped", "end", "-"),

@@ -7,9 +7,8 @@ Invariant: reads pyproject.toml as text (no TOML library on every Python the tes
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from support.hookrun import REPO
 
 
 def test_every_package_directory_is_in_pyproject() -> None:
