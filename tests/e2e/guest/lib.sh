@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # Guest-side helpers for the e2e scenarios (sourced by guest/test.sh and by every scenario).
 # Runs inside the TCG guest as root, with the real kernel, mtty.ko, libvirtd and the project's hook.
-# How the project is installed depends on the release (install_mdev_hooks): bookworm and trixie install the
-# project's .deb with apt (the distro's python3 and python3-lxml/-filelock/-structlog), bullseye a venv with pip.
+# How the project is installed (install_mdev_hooks): every release installs the project's .deb with apt (the
+# distro's python3 and python3-lxml/-filelock/-structlog); scenario l-pip-venv puts its wheel into a venv with pip.
 
 export LIBVIRT_DEFAULT_URI=qemu:///system
 export LC_ALL=C.UTF-8
@@ -41,10 +41,10 @@ kernel_before() { [ "$KMAJ" -lt "$1" ] || { [ "$KMAJ" -eq "$1" ] && [ "$KMIN" -l
 legacy_mdev() { kernel_before 6 1; }
 LIBVIRT_VERSION=$(libvirtd --version 2>/dev/null | awk '{print $NF}')
 MDEVCTL_VERSION=$(dpkg-query -W -f='${Version}' mdevctl 2>/dev/null)
-# deb: the project's .deb, installed by apt with the distro's python3 and libraries; venv: pip into $VENV (bullseye,
-# whose python3-structlog 20.1 is older than the code supports). MDEV_HOOKS_INSTALL overrides.
+# deb: the project's .deb, installed by apt with the distro's python3 and libraries (every release); venv: pip into
+# $VENV (scenario l-pip-venv, as on RHEL/Rocky 9, and MDEV_HOOKS_INSTALL=venv).
 case "${MDEV_HOOKS_INSTALL:-$RELEASE}" in
-deb | bookworm | trixie) INSTALL_KIND=deb HOOK_PY=/usr/bin/python3 ;;
+deb | bullseye | bookworm | trixie) INSTALL_KIND=deb HOOK_PY=/usr/bin/python3 ;;
 *) INSTALL_KIND=venv HOOK_PY=$VENV/bin/python3 ;;
 esac
 
