@@ -24,6 +24,8 @@ EXPECTED_FILES = {
     "usr/lib/python3/dist-packages/mdev_hooks/__init__.py",
     "usr/lib/python3/dist-packages/mdev_hooks/hook.py",
     "usr/libexec/mdev-hooks/ledger-report",
+    "usr/libexec/mdev-hooks/ledger-downgrade",
+    "etc/apt/apt.conf.d/20mdev-hooks",
     "usr/share/bash-completion/completions/mdev-hooks",
     "usr/share/man/man8/mdev-hooks.8.gz",
     "usr/share/doc/mdev-hooks/copyright",
@@ -108,7 +110,19 @@ def test_conffiles_are_the_config_and_the_logrotate_snippet_not_the_hook(built: 
     control = subprocess.run(["dpkg-deb", "--ctrl-tarfile", built.deb], capture_output=True, check=True).stdout
     conffiles = subprocess.run(["tar", "-xOf", "-", "./conffiles"], input=control, capture_output=True,
                                check=True).stdout.decode().split()
-    assert sorted(conffiles) == ["/etc/logrotate.d/mdev-hooks", "/etc/mdev-hooks/config.toml"]
+    # the apt hook that guards downgrades (debian/ledger-downgrade) is configuration apt reads from /etc
+    assert sorted(conffiles) == ["/etc/apt/apt.conf.d/20mdev-hooks", "/etc/logrotate.d/mdev-hooks",
+                                 "/etc/mdev-hooks/config.toml"]
+
+
+def test_apt_hook_runs_the_downgrade_guard_only_while_it_is_installed(built: Built) -> None:
+    """After `apt remove` the conffile stays but the script is gone: apt must still work then."""
+    with open(os.path.join(built.tree, "etc/apt/apt.conf.d/20mdev-hooks"), encoding="utf-8") as f:
+        text = f.read()
+    script = "/usr/libexec/mdev-hooks/ledger-downgrade"
+    assert f'"if [ -x {script} ]; then {script} --apt; else cat >/dev/null; fi"' in text, text
+    mode = os.stat(os.path.join(built.tree, script.lstrip("/"))).st_mode
+    assert stat.S_IMODE(mode) == 0o755
 
 
 def test_hook_is_the_launcher_for_the_system_python(built: Built) -> None:

@@ -1,0 +1,78 @@
+"""Debian's piuparts on the .deb in a Debian 12 chroot: install and purge, then the upgrade from the released 0.2.0.
+
+piuparts builds the chroot with debootstrap from Debian's archive (cached as a tarball in CACHE after the first
+run), installs the package with its dependencies, removes and purges it, and fails on files left behind or
+changed, processes left running, broken maintainer scripts. Its install-upgrade-purge test runs because 0.2.0 is
+known to apt there: a local repository holding the 0.2.0 .deb (rebuilt by scripts/build-release-deb) is bind
+mounted and added as an extra source. Invariant: piuparts passes with its default checks, no exception flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+
+import pytest
+from debchroot import mirror
+from debpkg import REPO, Built, ensure_commands
+
+pytestmark = pytest.mark.package
+
+CACHE = os.environ.get("MDEV_HOOKS_PIUPARTS_CACHE", "/var/cache/mdev-hooks-piuparts")
+SUITE = "bookworm"
+OLD = "0.2.0"
+
+
+def released_deb(version: str) -> str:
+    """The released VERSION's .deb, rebuilt once from the commit docs/releases.md names (a release never changes)."""
+    with open(os.path.join(REPO, "docs", "releases.md"), encoding="utf-8") as f:
+        m = re.search(rf"^\|\s*{re.escape(version)}\s*\|\s*([0-9a-f]{{40}})\s*\|", f.read(), re.M)
+    assert m, f"docs/releases.md names no commit for {version}"
+    out = os.path.join(CACHE, f"release-{m.group(1)}")
+    deb = os.path.join(out, f"mdev-hooks_{version}_all.deb")
+    if not os.path.exists(deb):
+        proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-release-deb"), version, out + ".tmp"],
+                              capture_output=True, text=True, timeout=1800, check=False)
+        assert proc.returncode == 0, f"scripts/build-release-deb {version} failed:\n{proc.stdout}\n{proc.stderr}"
+        os.replace(out + ".tmp", out)
+    return deb
+
+
+def local_repo(root: str, debs: list[str]) -> str:
+    """A flat apt repository in ROOT holding DEBS (dpkg-scanpackages: dpkg-dev, which build-deb installs)."""
+    os.makedirs(root, exist_ok=True)
+    for deb in debs:
+        os.link(deb, os.path.join(root, os.path.basename(deb)))
+    packages = subprocess.run(["dpkg-scanpackages", "--multiversion", ".", "/dev/null"], cwd=root,
+                              capture_output=True, text=True, check=True).stdout
+    with open(os.path.join(root, "Packages"), "w", encoding="utf-8") as f:
+        f.write(packages)
+    return root
+
+
+def test_piuparts_install_purge_and_upgrade_from_0_2_0(built: Built, tmp_path: os.PathLike[str]) -> None:
+    ensure_commands({"piuparts": "piuparts", "debootstrap": "debootstrap", "dpkg-scanpackages": "dpkg-dev"})
+    repo = local_repo(os.path.join(str(tmp_path), "repo"), [released_deb(OLD)])
+    os.makedirs(CACHE, exist_ok=True)
+    key = hashlib.sha256(f"{SUITE} {mirror()}".encode()).hexdigest()[:12]
+    base = os.path.join(CACHE, f"{SUITE}-{key}.tgz")
+    # the base chroot: built by debootstrap and saved on the first run, unpacked on the next ones
+    cached = os.path.exists(base)
+    cmd = ["nice", "-n", "5", "piuparts", "--distribution", SUITE, "--mirror", mirror(),
+           *(["--basetgz", base] if cached else ["--save", base + ".tmp"]),
+           "--bindmount", repo, "--extra-repo", f"deb [trusted=yes] file://{repo} ./",
+           "--tmpdir", str(tmp_path), "--log-level", "info", built.deb]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2400, check=False)
+    out = proc.stdout + proc.stderr
+    with open(os.path.join(str(tmp_path), "piuparts.log"), "w", encoding="utf-8") as f:
+        f.write(out)
+    print(out[-3000:])
+    assert proc.returncode == 0, f"piuparts failed ({'cached' if cached else 'new'} base {base}):\n{out[-12000:]}"
+    if not cached:
+        os.replace(base + ".tmp", base)
+    assert re.search(r"^.*PASS: Installation and purging test\.$", out, re.M), out[-4000:]
+    # the upgrade test ran from the apt-known 0.2.0 to this .deb, and passed
+    assert re.search(rf"^.*PASS: Installation, upgrade and purging tests\.$", out, re.M), out[-4000:]
+    assert re.search(rf"apt-get.*install.*mdev-hooks|mdev-hooks \(?{re.escape(OLD)}", out), out[-4000:]
