@@ -144,7 +144,7 @@ def run(name: str, op: str, data: bytes) -> int:
     except Exception as e:
         # never a traceback as the user's error: the full one goes to the log file
         if log is not None:
-            log.exception("hook.crashed")
+            log.exception("hook.crashed", exc_info=True)  # structlog < 20.2 sets no exc_info itself
         return _fail(f"internal error during {op} of domain {name}: {e.__class__.__name__}: {e} (details in the log)")
     log.info("hook.done", duration_ms=round((time.monotonic() - t0) * 1000, 2))
     return 0

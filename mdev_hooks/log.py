@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 
 class _SafeFile:
-    """File-like for structlog's WriteLogger that swallows I/O errors (full disk, revoked permissions)."""
+    """The log file, swallowing I/O errors (full disk, revoked permissions)."""
 
     def __init__(self, f: TextIO | None) -> None:
         self._f = f
@@ -54,9 +54,15 @@ def _field_name(key: str) -> str:
     return name if name and not name[0].isdigit() else "F_" + name
 
 
+def _add_level(_logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """`level` from the method's name: structlog's own add_log_level moved between releases (stdlib before 20.2)."""
+    event["level"] = {"warn": "warning", "exception": "error"}.get(method, method)
+    return event
+
+
 def _journal_entry(_logger: Any, _name: str, event: dict[str, Any]) -> bytes:
-    """structlog's last processor for the journal: the native protocol's KEY=value lines (binary form for values
-    with a newline); MESSAGE is the event and its fields in one line, as `journalctl -t mdev-hooks` shows it."""
+    """One journal entry: the native protocol's KEY=value lines (binary form for values with a newline); MESSAGE
+    is the event and its fields in one line, as `journalctl -t mdev-hooks` shows it."""
     import json
 
     level = str(event.pop("level", "info"))
@@ -72,6 +78,12 @@ def _journal_entry(_logger: Any, _name: str, event: dict[str, Any]) -> bytes:
         else:
             out += key.encode() + b"=" + data + b"\n"
     return bytes(out)
+
+
+def _journal_args(logger: Any, name: str, event: dict[str, Any]) -> tuple[tuple[bytes], dict[str, Any]]:
+    """structlog's last processor for the journal: the entry as (args, kwargs), since structlog before 20.2 takes
+    no bytes from a last processor."""
+    return (_journal_entry(logger, name, event),), {}
 
 
 class _Journal:
@@ -105,19 +117,34 @@ class _Journal:
         return self._send
 
 
+class _FileLogger:
+    """structlog logger: one JSON line per entry to the log file (structlog's WriteLoggerFactory is 22.1+)."""
+
+    def __init__(self, file: _SafeFile) -> None:
+        self._file = file
+
+    def _write(self, line: str) -> None:
+        self._file.write(line + "\n")
+        self._file.flush()
+
+    def __getattr__(self, _level: str) -> Any:
+        return self._write
+
+
 def setup(log_file: str, **context: Any) -> Any:
     import structlog
 
-    processors: list[Any] = [structlog.processors.add_log_level, structlog.processors.format_exc_info]
+    processors: list[Any] = [_add_level, structlog.processors.format_exc_info]
     if log_file in (JOURNAL, SYSLOG):
         journal = _Journal(use_journal=log_file == JOURNAL)
-        structlog.configure(processors=[*processors, _journal_entry],
+        structlog.configure(processors=[*processors, _journal_args],
                             logger_factory=lambda *_a: journal, cache_logger_on_first_use=True)
         return structlog.get_logger().bind(**context)
+    logger = _FileLogger(_SafeFile(_open(log_file)))
     structlog.configure(
         processors=[*processors[:1], structlog.processors.TimeStamper(fmt="iso", utc=True), *processors[1:],
                     structlog.processors.JSONRenderer(sort_keys=False)],
-        logger_factory=structlog.WriteLoggerFactory(file=_SafeFile(_open(log_file))),  # type: ignore[arg-type]
+        logger_factory=lambda *_a: logger,
         cache_logger_on_first_use=True,
     )
     return structlog.get_logger().bind(**context)
