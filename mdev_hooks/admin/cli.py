@@ -10,10 +10,20 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mdev_hooks import __version__, config
-from mdev_hooks.admin import common, edit_cmd, gc_cmd, install_cmd, plan_cmd, status_cmd, types_cmd
+from mdev_hooks.admin import (
+    common,
+    edit_cmd,
+    gc_cmd,
+    install_cmd,
+    ledger_cmd,
+    plan_cmd,
+    status_cmd,
+    types_cmd,
+)
 from mdev_hooks.errors import HookError
 
-MODULES = (install_cmd, plan_cmd, status_cmd, gc_cmd, types_cmd, edit_cmd)  # the order of `mdev-hooks --help`
+# the order of `mdev-hooks --help`
+MODULES = (install_cmd, plan_cmd, status_cmd, gc_cmd, types_cmd, edit_cmd, ledger_cmd)
 
 MAIN_EPILOG = f"""\
 examples:

@@ -3,6 +3,8 @@
 Invariant: a claim is taken with link(2) of a fully written temp file, so it is atomic AND exclusive (two domains
 can never own one key, whatever parents they use), and it is written before the device (state intent) and updated
 after (created), so a hook killed at any point leaves enough for `release`. Claims are found by domain UUID.
+A claim says its `format` (none: 1) and a reader ignores fields it does not know, so claims that outlive an upgrade
+or a downgrade while VMs run stay readable; `mdev-hooks ledger downgrade` rewrites them for a reader that cannot.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from mdev_hooks.enums import ClaimState, Kind
@@ -18,6 +20,9 @@ from mdev_hooks.errors import HookError
 from mdev_hooks.fsutil import check_private_dir, ensure_private_dir, fsync_dir
 
 _SUFFIX = ".json"
+# written into every claim since 0.3.0; a file without it is format 1 (0.2's `key`, or 0.1's same fields with the
+# key spelled `mdev`). A later format may add fields: this reader ignores them.
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -63,14 +68,15 @@ class Ledger:
         noun = "mdev" if ":" not in key else "VF"
         return LedgerError(f"cannot {what} {noun} {key} in the ledger (state_dir {self.dir}): {e.strerror}")
 
-    def _path(self, key: str) -> str:
+    def path(self, key: str) -> str:
+        """The file of key's claim."""
         return os.path.join(self.dir, key + _SUFFIX)
 
-    def _write_temp(self, claim: Claim) -> str:
-        tmp = os.path.join(self.dir, f".{claim.key}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    def _write_temp(self, key: str, data: dict[str, Any]) -> str:
+        tmp = os.path.join(self.dir, f".{key}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, json.dumps(asdict(claim), sort_keys=True).encode() + b"\n")
+            os.write(fd, json.dumps(data, sort_keys=True).encode() + b"\n")
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -79,8 +85,9 @@ class Ledger:
         os.close(fd)
         return tmp
 
-    def get(self, key: str) -> Claim | None:
-        path = self._path(key)
+    def read(self, key: str) -> dict[str, Any] | None:
+        """The claim file's JSON object as it is (any format), None if there is no file."""
+        path = self.path(key)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -92,22 +99,37 @@ class Ledger:
         finally:
             os.close(fd)
         try:
-            claim = _from_json(json.loads(raw))
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise TypeError("not an object")
+        except (ValueError, TypeError) as e:
+            raise self._corrupt(path, e) from None
+        return data
+
+    def get(self, key: str) -> Claim | None:
+        data = self.read(key)
+        if data is None:
+            return None
+        path = self.path(key)
+        try:
+            claim = from_json(data)
         except (ValueError, TypeError, AttributeError) as e:
-            raise CorruptClaim(
-                f"ledger entry {path} is corrupt ({e.__class__.__name__}); "
-                "check the device with `mdev-hooks status`, then delete the file"
-            ) from None
+            raise self._corrupt(path, e) from None
         if claim.key != key:
             raise CorruptClaim(f"ledger entry {path} names another device ({claim.key}); delete the file")
         return claim
 
+    @staticmethod
+    def _corrupt(path: str, e: Exception) -> CorruptClaim:
+        return CorruptClaim(f"ledger entry {path} is corrupt ({e.__class__.__name__}); "
+                            "check the device with `mdev-hooks status`, then delete the file")
+
     def claim(self, claim: Claim) -> Claim | None:
         """Take the claim exclusively. Returns None on success, else the existing claim (anyone's)."""
         try:
-            tmp = self._write_temp(claim)
+            tmp = self._write_temp(claim.key, to_json(claim))
             try:
-                os.link(tmp, self._path(claim.key))
+                os.link(tmp, self.path(claim.key))
             except FileExistsError:
                 return self.get(claim.key) or claim  # vanished meanwhile: report it as taken, caller retries never
             finally:
@@ -118,16 +140,20 @@ class Ledger:
         return None
 
     def update(self, claim: Claim) -> None:
+        self.rewrite(claim.key, to_json(claim))
+
+    def rewrite(self, key: str, data: dict[str, Any]) -> None:
+        """Replace key's file with `data` atomically (rename of a fully written temp file)."""
         try:
-            tmp = self._write_temp(claim)
-            os.rename(tmp, self._path(claim.key))
+            tmp = self._write_temp(key, data)
+            os.rename(tmp, self.path(key))
             fsync_dir(self.dir)
         except OSError as e:
-            raise self._failed("update", claim.key, e) from None
+            raise self._failed("update", key, e) from None
 
     def drop(self, key: str) -> None:
         try:
-            os.unlink(self._path(key))
+            os.unlink(self.path(key))
         except FileNotFoundError:
             return
         except OSError as e:
@@ -137,18 +163,20 @@ class Ledger:
         except OSError as e:
             raise self._failed("drop", key, e) from None
 
-    def all(self) -> tuple[list[Claim], list[str]]:
-        """Every readable claim, and the problems with unreadable ones."""
+    def claim_keys(self) -> list[str]:
+        """The keys of every claim file, sorted (temp files and the `locks` directory are no claims)."""
         try:
             names = sorted(os.listdir(self.dir))
         except FileNotFoundError:
-            return [], []
+            return []
+        return [n[: -len(_SUFFIX)] for n in names if not n.startswith(".") and n.endswith(_SUFFIX)]
+
+    def all(self) -> tuple[list[Claim], list[str]]:
+        """Every readable claim, and the problems with unreadable ones."""
         claims, problems = [], []
-        for name in names:
-            if name.startswith(".") or not name.endswith(_SUFFIX):
-                continue
+        for key in self.claim_keys():
             try:
-                claim = self.get(name[: -len(_SUFFIX)])
+                claim = self.get(key)
             except HookError as e:
                 problems.append(str(e))
                 continue
@@ -161,9 +189,21 @@ class Ledger:
         return [c for c in claims if c.domain_uuid == domain_uuid], problems
 
 
-def _from_json(data: dict[str, Any]) -> Claim:
-    """A claim from its file; `mdev` is the key's spelling before 0.2 (claims outlive an upgrade while VMs run)."""
+_FIELDS = frozenset(f.name for f in fields(Claim))
+
+
+def to_json(claim: Claim) -> dict[str, Any]:
+    """What a claim's file holds: its fields and the format."""
+    return {**asdict(claim), "format": FORMAT}
+
+
+def from_json(data: dict[str, Any]) -> Claim:
+    """A claim from its file in any format: `mdev` is the key's spelling in 0.1, and fields this version does not
+    know (a later format's) are ignored."""
+    fmt = data.get("format", 1)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise ValueError(f"format {fmt!r}")
     if "key" not in data and "mdev" in data:
         data = {("key" if k == "mdev" else k): v for k, v in data.items()}
-    claim = Claim(**data)
+    claim = Claim(**{k: v for k, v in data.items() if k in _FIELDS})
     return replace(claim, attrs=tuple(claim.attrs), state=ClaimState(claim.state), kind=Kind(claim.kind))
