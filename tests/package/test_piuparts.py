@@ -63,16 +63,16 @@ def test_piuparts_install_purge_and_upgrade_from_0_2_0(built: Built, tmp_path: o
     cmd = ["nice", "-n", "5", "piuparts", "--distribution", SUITE, "--mirror", mirror(),
            *(["--basetgz", base] if cached else ["--save", base + ".tmp"]),
            "--bindmount", repo, "--extra-repo", f"deb [trusted=yes] file://{repo} ./",
-           "--tmpdir", str(tmp_path), "--log-level", "info", built.deb]
+           "--tmpdir", str(tmp_path), built.deb]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2400, check=False)
     out = proc.stdout + proc.stderr
     with open(os.path.join(str(tmp_path), "piuparts.log"), "w", encoding="utf-8") as f:
         f.write(out)
-    print(out[-3000:])
+    print("\n".join(line for line in out.splitlines() if re.search(r"(PASS|FAIL|WARN|ERROR):", line)))
     assert proc.returncode == 0, f"piuparts failed ({'cached' if cached else 'new'} base {base}):\n{out[-12000:]}"
     if not cached:
         os.replace(base + ".tmp", base)
     assert re.search(r"^.*PASS: Installation and purging test\.$", out, re.M), out[-4000:]
     # the upgrade test ran from the apt-known 0.2.0 to this .deb, and passed
-    assert re.search(rf"^.*PASS: Installation, upgrade and purging tests\.$", out, re.M), out[-4000:]
-    assert re.search(rf"apt-get.*install.*mdev-hooks|mdev-hooks \(?{re.escape(OLD)}", out), out[-4000:]
+    assert f"Unpacking mdev-hooks ({built.version}) over ({OLD})" in out, out[-4000:]
+    assert re.search(r"^.*PASS: Installation, upgrade and purging tests\.$", out, re.M), out[-4000:]

@@ -2,8 +2,8 @@
 # rebuilt by scripts/build-release-deb) and this checkout's. 0.2.0 -> this one with a VM running: the VM keeps
 # running, its format-1 claim is read, `virsh destroy` removes its device. This one -> 0.2.0 with a VM running:
 # apt's hook (/etc/apt/apt.conf.d/20mdev-hooks) rewrites the claims in format 1, then 0.2.0's hook removes the
-# device at destroy; where the rewrite cannot be made (here: the ledger read-only) the downgrade is refused with
-# the reason, and the package, the VM and its device are untouched. Leaves this checkout's .deb installed.
+# device at destroy; where the rewrite cannot be made (here: a claim with a later format's field) the downgrade is
+# refused with the reason, and the package, the VM and its device are untouched. Leaves this checkout's .deb installed.
 # e2e: releases trixie
 # e2e: release-debs 0.2.0
 # Seven apt runs and four starts under TCG.
@@ -78,23 +78,31 @@ grep -Eq '"format": *2' "$C2" || fail "$NEWV's claim has no \"format\": 2: $(cat
 cp "$C2" "$SCRATCH/claim2"
 ok "$NEWV: vm-k2 runs (qemu $PID2) with $U2, claim in format 2: $(cat "$C2")"
 
-# --- a downgrade that cannot be made safe is refused: here the ledger cannot be rewritten (read-only) ---
-mount --bind "$STATE_DIR" "$STATE_DIR" && mount -o remount,bind,ro "$STATE_DIR" \
-    || fail "cannot make $STATE_DIR read-only for the refusal case"
+# --- a downgrade that cannot be made safe is refused: vm-k2's claim as a later version would write it, with a
+# field format 1 cannot hold (mdev-hooks ledger downgrade refuses it; 0.2.0 would call it corrupt) ---
+python3 - "$C2" <<'PY' || fail "cannot add a later format's field to $C2"
+import json, sys
+with open(sys.argv[1]) as f:
+    data = json.load(f)
+data.update(format=3, placement="numa0")
+with open(sys.argv[1], "w") as f:
+    json.dump(data, f)
+PY
+cp "$C2" "$SCRATCH/claim3"
 rc=0
 apt_k refused install --allow-downgrades "$OLD" || rc=$?
-umount "$STATE_DIR" || fail "umount $STATE_DIR failed"
-[ "$rc" != 0 ] || fail "apt-get install $OLD succeeded with a ledger that cannot be rewritten"
-grep -q "^mdev-hooks: refusing the downgrade of mdev-hooks $NEWV to $OLDV: " "$OUT/k-refused.log" \
-    || fail "apt's output has no 'mdev-hooks: refusing the downgrade of mdev-hooks $NEWV to $OLDV: ...' line"
+[ "$rc" != 0 ] || fail "apt-get install $OLD succeeded with a claim format 1 cannot hold"
+grep -q "^mdev-hooks: refusing the downgrade of mdev-hooks $NEWV to $OLDV: .*placement='numa0', which format 1 cannot hold" \
+    "$OUT/k-refused.log" || fail "apt's output has no 'mdev-hooks: refusing the downgrade of mdev-hooks $NEWV to $OLDV: ...' line naming the field"
 grep -q "Nothing was changed" "$OUT/k-refused.log" || fail "the refusal does not say that nothing was changed"
 [ "$(version)" = "$NEWV" ] || fail "installed version is '$(version)' after the refused downgrade, expected $NEWV"
 [ "$(dpkg-query -W -f='${db:Status-Abbrev}' mdev-hooks)" = "ii " ] \
     || fail "mdev-hooks is '$(dpkg-query -W -f='${db:Status-Abbrev}' mdev-hooks)' after the refusal, expected ii"
 hook_ok
 still_runs vm-k2 "$PID2" "$U2"
-cmp -s "$C2" "$SCRATCH/claim2" || fail "the refused downgrade changed the claim $C2: $(cat "$C2")"
+cmp -s "$C2" "$SCRATCH/claim3" || fail "the refused downgrade changed the claim $C2: $(cat "$C2")"
 ok "downgrade refused with the reason; $NEWV still installed (ii), vm-k2, $U2 and its claim untouched"
+cp "$SCRATCH/claim2" "$C2"   # the claim as this version wrote it
 
 # --- the downgrade: the claims rewritten in format 1, then 0.2.0's hook removes the device ---
 apt_k downgrade install --allow-downgrades "$OLD" || fail "apt-get install --allow-downgrades $OLD failed"
