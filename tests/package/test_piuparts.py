@@ -16,28 +16,13 @@ import subprocess
 
 import pytest
 from debchroot import mirror
-from debpkg import REPO, Built, ensure_commands
+from debpkg import Built, ensure_commands, released_deb
 
 pytestmark = pytest.mark.package
 
 CACHE = os.environ.get("MDEV_HOOKS_PIUPARTS_CACHE", "/var/cache/mdev-hooks-piuparts")
 SUITE = "bookworm"
 OLD = "0.2.0"
-
-
-def released_deb(version: str) -> str:
-    """The released VERSION's .deb, rebuilt once from the commit docs/releases.md names (a release never changes)."""
-    with open(os.path.join(REPO, "docs", "releases.md"), encoding="utf-8") as f:
-        m = re.search(rf"^\|\s*{re.escape(version)}\s*\|\s*([0-9a-f]{{40}})\s*\|", f.read(), re.M)
-    assert m, f"docs/releases.md names no commit for {version}"
-    out = os.path.join(CACHE, f"release-{m.group(1)}")
-    deb = os.path.join(out, f"mdev-hooks_{version}_all.deb")
-    if not os.path.exists(deb):
-        proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-release-deb"), version, out + ".tmp"],
-                              capture_output=True, text=True, timeout=1800, check=False)
-        assert proc.returncode == 0, f"scripts/build-release-deb {version} failed:\n{proc.stdout}\n{proc.stderr}"
-        os.replace(out + ".tmp", out)
-    return deb
 
 
 def local_repo(root: str, debs: list[str]) -> str:
@@ -54,7 +39,7 @@ def local_repo(root: str, debs: list[str]) -> str:
 
 def test_piuparts_install_purge_and_upgrade_from_0_2_0(built: Built, tmp_path: os.PathLike[str]) -> None:
     ensure_commands({"piuparts": "piuparts", "debootstrap": "debootstrap", "dpkg-scanpackages": "dpkg-dev"})
-    repo = local_repo(os.path.join(str(tmp_path), "repo"), [released_deb(OLD)])
+    repo = local_repo(os.path.join(str(tmp_path), "repo"), [released_deb(OLD, CACHE)])
     os.makedirs(CACHE, exist_ok=True)
     key = hashlib.sha256(f"{SUITE} {mirror()}".encode()).hexdigest()[:12]
     base = os.path.join(CACHE, f"{SUITE}-{key}.tgz")
