@@ -24,7 +24,7 @@ _FALSE = ("0", "false", "no", "off")
 class Config:
     sysfs_root: str = "/sys"
     state_dir: str = "/run/mdev-hooks"
-    lock_dir: str = "/run/lock/mdev-hooks"
+    lock_dir: str = "/run/mdev-hooks/locks"  # under state_dir: /run is root-only, /run/lock is world-writable
     log_file: str = "/var/log/mdev-hooks.log"
     dry_run: bool = False
     lock_timeout: float = 30.0
@@ -113,8 +113,9 @@ def env_flag(value: str | None, name: str) -> bool | None:
 
 # Flat `key = value` lines (what config.toml holds), in a strict subset of TOML: bare key; basic string of printable
 # ASCII without escapes, true/false, decimal integer or float; optional comment. Any other line (tables, arrays,
-# escapes, exponents, non-ASCII, CR, ...) or a repeated key sends the whole file to tomllib, which also reports every
-# error. The hook reads the config at every managed start and stop, and tomllib costs more to import than this.
+# escapes, exponents, non-ASCII, CR, ...) or a repeated key sends the whole file to tomllib (tomlsubset below Python
+# 3.11), which also reports every error. The hook reads the config at every managed start and stop, and tomllib costs
+# more to import than this.
 _FLAT_LINE = re.compile(
     r'[ \t]*(?:([A-Za-z0-9_-]+)[ \t]*=[ \t]*("[ !#-\[\]-~]*"|true|false|(?:0|[1-9][0-9]*)(?:\.[0-9]+)?)[ \t]*)?'
     r"(?:#[\t -~]*)?"
@@ -154,12 +155,24 @@ def _parse(raw: bytes, path: str) -> dict[str, Any]:
         return flat
     if sys.version_info >= (3, 11):
         import tomllib
-    else:  # the same parser, as a package
-        import tomli as tomllib
+
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise HookError(f"config {path}: not valid TOML: {e}") from None
+    return _parse_subset(text, path)
+
+
+def _parse_subset(text: str, path: str) -> dict[str, Any]:
+    """Below Python 3.11 (no tomllib, and no TOML library is a dependency): tomlsubset, the TOML the config needs."""
+    from mdev_hooks import tomlsubset
 
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+        return tomlsubset.loads(text)
+    except tomlsubset.OutsideSubset as e:
+        raise HookError(f"config {path}: line {e.line}: {e.message} that Python {sys.version_info[0]}."
+                        f"{sys.version_info[1]} reads here (all of TOML needs Python 3.11's tomllib)") from None
+    except tomlsubset.TOMLSubsetError as e:
         raise HookError(f"config {path}: not valid TOML: {e}") from None
 
 

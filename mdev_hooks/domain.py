@@ -1,4 +1,5 @@
-"""Domain XML -> the managed devices it asks for, from the one safe parser of untrusted XML.
+"""Domain XML -> the managed devices it asks for, from the one safe parser of untrusted XML (admin/domedit.py edits
+the tree it gives, with comments kept).
 
 Invariant: no DTD, entity, network access or oversized document is ever processed; every name that reaches a path
 is validated (names.py).
@@ -26,7 +27,7 @@ SET_HINT = (
 @dataclass(frozen=True)
 class ManagedDevice:
     """One device a domain asks the hook for. `key` names it on the host and in the ledger: the mdev's UUID, or
-    (kind nvidia-vf) the VF's PCI address, "" until the VF is bound (core/nvidia_vf.py)."""
+    (kind nvidia-vf) the VF's PCI address, "" until the VF is bound (core/kinds/nvidia_vf.py)."""
 
     key: str
     parent: str  # the parent the mdev is created on (a PF or VF for nvidia-vf, as the metadata names it)
@@ -45,13 +46,13 @@ class Domain:
     devices: list[ManagedDevice] = field(default_factory=list)
     # metadata entries with no managed hostdev: ignored, logged as a warning
     unused: list[ManagedDevice] = field(default_factory=list)
-    # kind="nvidia-vf" entries (key ""), matched to pci_hostdevs with the host's PF/VF links (core/nvidia_vf.bind)
+    # kind="nvidia-vf" entries (key ""), matched to pci_hostdevs with the host's PF/VF links (core/kinds/nvidia_vf.bind)
     vf_entries: list[ManagedDevice] = field(default_factory=list)
     pci_hostdevs: list[str] = field(default_factory=list)  # source addresses of <hostdev type='pci' managed='yes'>
     unmanaged_mdevs: int = 0  # mdev hostdevs without managed='yes': the user's own devices, never touched
 
 
-def _parser() -> etree.XMLParser:
+def _parser(keep_comments: bool) -> etree.XMLParser:
     # no DTD loading, no entity expansion, no network, no huge-tree mode (libxml2's own depth/size limits apply)
     return etree.XMLParser(
         resolve_entities=False,
@@ -59,19 +60,21 @@ def _parser() -> etree.XMLParser:
         load_dtd=False,
         dtd_validation=False,
         huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
+        remove_comments=not keep_comments,
+        remove_pis=not keep_comments,
     )
 
 
-def parse_xml(data: bytes) -> etree._Element:
+def parse_xml(data: bytes, keep_comments: bool = False) -> etree._Element:
+    """The root of a domain XML, parsed safely. `keep_comments`: comments and processing instructions stay in the
+    tree (`mdev-hooks add`/`drop` write the document back as the admin wrote it); the hook drops them."""
     if len(data) > MAX_XML_BYTES:
         raise HookError(f"domain XML is larger than {MAX_XML_BYTES >> 20} MiB")
     # libvirt never sends a DTD; refusing it outright rules out entity tricks whatever the parser does
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise HookError("domain XML contains a DTD or entity declaration, which libvirt never sends; refused")
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, _parser(keep_comments))
     except etree.XMLSyntaxError as e:
         raise HookError(f"domain XML cannot be parsed: {shown(str(e))}") from None
     if root is None:
@@ -79,11 +82,11 @@ def parse_xml(data: bytes) -> etree._Element:
     if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
         raise HookError("domain XML contains a DTD, which libvirt never sends; refused")
     if root.tag != "domain":
-        raise HookError(f"stdin is not a domain XML (root element {shown(str(root.tag))})")
+        raise HookError(f"this is not a domain XML (root element {shown(str(root.tag))})")
     return root
 
 
-def _metadata_devices(root: etree._Element) -> list[etree._Element]:
+def metadata_devices(root: etree._Element) -> list[etree._Element]:
     """`<device>` children of our metadata element, namespaced (virsh metadata --set) or not (hand-written)."""
     found: list[etree._Element] = []
     for top in root.iterfind(f"metadata/{{{NS}}}*"):
@@ -125,13 +128,18 @@ def _pci_hostdevs(root: etree._Element) -> list[str]:
     for hostdev in root.iterfind("devices/hostdev"):
         if hostdev.get("type") != "pci" or hostdev.get("managed") != "yes":
             continue
-        addr = hostdev.find("source/address")
-        if addr is None:
-            continue
-        name = pci_address(*(addr.get(k) or "0" for k in ("domain", "bus", "slot", "function")))
+        name = hostdev_pci_address(hostdev)
         if name is not None and name not in found:
             found.append(name)
     return found
+
+
+def hostdev_pci_address(hostdev: etree._Element) -> str | None:
+    """A `<hostdev type='pci'>`'s source address as sysfs names it (None: absent or not an address)."""
+    addr = hostdev.find("source/address")
+    if addr is None:
+        return None
+    return pci_address(*(addr.get(k) or "0" for k in ("domain", "bus", "slot", "function")))
 
 
 def _count_unmanaged(root: etree._Element) -> int:
@@ -143,10 +151,11 @@ def unmanaged_mdev_hostdevs(data: bytes) -> int:
     return _count_unmanaged(parse_xml(data))
 
 
-def domain_uuid(data: bytes) -> str:
-    """Only the domain's own UUID: what release needs when the rest of the XML no longer describes its mdevs
-    (metadata or an mdevctl definition removed while the VM ran; the ledger still knows what we created)."""
-    return canonical_uuid((parse_xml(data).findtext("uuid") or "").strip(), "domain <uuid>")
+def domain_uuid(root: etree._Element) -> str:
+    """The domain's own UUID, canonical (an error if it has none): also all that release needs when the rest of the
+    XML no longer describes its mdevs (metadata or an mdevctl definition removed while the VM ran; the ledger still
+    knows what we created)."""
+    return canonical_uuid((root.findtext("uuid") or "").strip(), "domain <uuid>")
 
 
 def parse(data: bytes, fallback: Callable[[str], ManagedDevice | None] | None = None,
@@ -155,14 +164,13 @@ def parse(data: bytes, fallback: Callable[[str], ManagedDevice | None] | None = 
     definitions; `fallback_hint` says where it looked), else it is an error."""
     root = parse_xml(data)
     name = (root.findtext("name") or "").strip()
-    raw_uuid = (root.findtext("uuid") or "").strip()
-    dom_uuid = canonical_uuid(raw_uuid, "domain <uuid>")
+    dom_uuid = domain_uuid(root)
 
     # metadata entries by lower-cased UUID; names are validated only for entries a managed hostdev uses
     # (DESIGN: an entry without a managed hostdev is ignored with a warning, whatever it holds)
     entries: dict[str, list[etree._Element]] = {}
     vf_entries: list[ManagedDevice] = []
-    for dev in _metadata_devices(root):
+    for dev in metadata_devices(root):
         kind = dev.get("kind") or Kind.MDEV.value
         if kind == Kind.NVIDIA_VF:
             vf_entries.append(_vf_entry(dev))

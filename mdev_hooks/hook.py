@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 ACTIVE = {("prepare", "begin"), ("release", "end"), ("migrate", "begin"), ("restore", "begin")}
 NS = _NS.encode()
 MAX_READ = (16 << 20) + 1
-UNUSED = ("no <hostdev type='mdev' managed='yes'> with this UUID",
-          "no <hostdev type='pci' managed='yes'> whose address is this VF or a VF of this PF")
 
 
 def mentions_mdev(xml: bytes) -> bool:
@@ -107,6 +105,7 @@ def run(name: str, op: str, data: bytes) -> int:
         from mdev_hooks import mdevctl
         from mdev_hooks.core import plan
         from mdev_hooks.core.env import Env
+        from mdev_hooks.core.kinds import kind_of
 
         env = Env.from_config(cfg, log)
         try:
@@ -117,13 +116,13 @@ def run(name: str, op: str, data: bytes) -> int:
             # release works from the ledger: a domain whose metadata was edited while it ran still gets its
             # devices removed (only an unparseable XML or domain UUID stops it)
             log.warning("release.xml_incomplete", error=str(e))
-            parsed = dom.Domain(name=name, uuid=dom.domain_uuid(data))
+            parsed = dom.Domain(name=name, uuid=dom.domain_uuid(dom.parse_xml(data)))
         log = log.bind(domain_uuid=parsed.uuid)
         env = env.with_log(log)
         log.info("hook.invoked", mdevs=[m.key for m in parsed.devices])
         for m in parsed.unused:
             log.warning("metadata.unused", mdev=m.key, parent=m.parent, type=m.type, kind=m.kind.value,
-                        reason=UNUSED[m.kind != "mdev"])
+                        reason=kind_of(m.kind).unused_reason)
         for m in parsed.devices:
             for path in mdevctl.shadowed(cfg.mdevctl_dir, m):
                 log.info("mdev.mdevctl_ignored", mdev=m.key, path=path, reason="the domain's metadata wins")
@@ -136,7 +135,7 @@ def run(name: str, op: str, data: bytes) -> int:
         else:
             from mdev_hooks.core.release import release
 
-            release(parsed.uuid, env, [m.key for m in parsed.devices])
+            release(parsed.uuid, env, parsed.devices)
     except HookError as e:
         if log is not None:
             log.error("hook.failed", error=str(e), duration_ms=round((time.monotonic() - t0) * 1000, 2))

@@ -127,7 +127,9 @@ def lookup(mdevctl_dir: str, log: Any = None) -> tuple[Callable[[str], ManagedDe
 
 def shadowed(mdevctl_dir: str, m: ManagedDevice) -> list[str]:
     """mdevctl definitions of a device the domain's metadata describes (the metadata wins; they are ignored)."""
-    if m.source != "metadata" or m.kind != "mdev":
+    from mdev_hooks.core.kinds import kind_of
+
+    if m.source != "metadata" or not kind_of(m.kind).mdevctl_defines:
         return []
     try:
         return candidates(mdevctl_dir, m.key)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mdev_hooks.admin.install_cmd import default_config_text
-from mdev_hooks.config import Config, load
+from mdev_hooks.config import load
 from mdev_hooks.errors import HookError
 
 
@@ -21,11 +20,6 @@ def test_defaults_when_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("mdev_hooks.config.DEFAULT_PATH", str(tmp_path / "absent.toml"))
     cfg = load({})
     assert cfg.sysfs_root == "/sys" and cfg.lock_timeout == 30.0 and not cfg.dry_run
-
-
-def test_commented_default_file_is_the_defaults(tmp_path: Path) -> None:
-    cfg = load(write(tmp_path, default_config_text()))
-    assert cfg == Config(path=str(tmp_path / "c.toml"))
 
 
 def test_values_and_int_seconds(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def test_type_written_before_start_and_zero_after_stop(h200: tuple[Any, HookEnv]
     assert current(fs, VF0) == "0" and creatable(fs, VF1) == [FULL, SLICE]
     assert h.ledger() == []
     events = [e["event"] for e in h.events()]
-    assert "vgpu.set" in events and "vgpu.cleared" in events
+    assert "nvidia_vf.set" in events and "nvidia_vf.cleared" in events
     # release is idempotent: nothing more is written
     assert h.run("guest1", "release", "end", doc).returncode == 0 and len(vgpu_writes(fs)) == 2
 
@@ -229,7 +229,7 @@ def test_dry_run_writes_nothing(h200: tuple[Any, HookEnv]) -> None:
     doc = vf_xml("guest1", DOM1, [(PF, FULL)], [VF0])
     assert h.run("guest1", "prepare", "begin", doc).returncode == 0
     assert vgpu_writes(fs) == [] and h.ledger() == []
-    assert any(e["event"] == "vgpu.would_set" and e["vf"] == VF0 for e in h.events())
+    assert any(e["event"] == "nvidia_vf.would_set" and e["vf"] == VF0 for e in h.events())
 
 
 def test_plan_shows_the_vf_the_type_and_the_file_it_writes(h200: tuple[Any, HookEnv], tmp_path: Path) -> None:

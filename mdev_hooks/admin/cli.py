@@ -40,7 +40,6 @@ names another program (tests use a fake).
 {common.EXIT_CODES}"""
 
 Handler = Callable[[argparse.Namespace], int]
-Command = Callable[..., argparse.ArgumentParser]
 
 
 def _common() -> argparse.ArgumentParser:

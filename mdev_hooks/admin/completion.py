@@ -179,7 +179,7 @@ _{fn}()
         file | xmlfile)
             compopt -o filenames 2>/dev/null
             mapfile -t COMPREPLY < <(compgen -f -- "$value")
-            [[ $kind == xmlfile && -z $value ]] && COMPREPLY+=(-)
+            [[ $kind = xmlfile && -z $value ]] && COMPREPLY+=(-)
             ;;
         dir)
             compopt -o filenames 2>/dev/null

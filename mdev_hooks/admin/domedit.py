@@ -2,7 +2,7 @@
 mdev's, or an NVIDIA vGPU's: a `<hostdev type='pci' managed='yes'>` on the VF and a kind="nvidia-vf" entry).
 
 Invariant: everything else in the document is kept as it is (comments included); the XML, though it comes from
-`virsh dumpxml`, is parsed without DTDs, entities or network access.
+`virsh dumpxml`, is parsed by domain.py's one safe parser (no DTDs, entities or network access).
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 from lxml import etree
 
 from mdev_hooks import NS, NS_PREFIX
-from mdev_hooks.domain import MAX_XML_BYTES
+from mdev_hooks.domain import hostdev_pci_address, metadata_devices, parse_xml
 from mdev_hooks.enums import Kind
 from mdev_hooks.errors import HookError
-from mdev_hooks.names import pci_address, shown
 
 MODELS = ("vfio-pci", "vfio-ccw", "vfio-ap")
 # libvirt's order of the elements before <metadata>
@@ -21,18 +20,8 @@ _BEFORE_METADATA = ("name", "uuid", "genid", "title", "description")
 
 
 def parse(data: bytes) -> etree._Element:
-    if len(data) > MAX_XML_BYTES:
-        raise HookError(f"domain XML is larger than {MAX_XML_BYTES >> 20} MiB")
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise HookError("domain XML contains a DTD or entity declaration; refused")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as e:
-        raise HookError(f"domain XML cannot be parsed: {shown(str(e))}") from None
-    if root is None or root.tag != "domain":
-        raise HookError("this is not a domain XML")
-    return root
+    """The domain XML from `virsh dumpxml`, by the one safe parser, comments kept."""
+    return parse_xml(data, keep_comments=True)
 
 
 def serialize(root: etree._Element) -> bytes:
@@ -41,10 +30,6 @@ def serialize(root: etree._Element) -> bytes:
 
 def domain_name(root: etree._Element) -> str:
     return (root.findtext("name") or "").strip()
-
-
-def domain_uuid(root: etree._Element) -> str:
-    return (root.findtext("uuid") or "").strip().lower()
 
 
 def _append(parent: etree._Element, child: etree._Element, level: int) -> None:
@@ -77,15 +62,6 @@ def _remove(el: etree._Element) -> None:
 
 def _is_ours(el: etree._Element) -> bool:
     return isinstance(el.tag, str) and etree.QName(el).namespace == NS
-
-
-def _entries(root: etree._Element) -> list[etree._Element]:
-    return [
-        child
-        for top in root.iterfind(f"metadata/{{{NS}}}*")
-        for child in top
-        if isinstance(child.tag, str) and child.tag in ("device", f"{{{NS}}}device")
-    ]
 
 
 def _mdev_hostdevs(root: etree._Element, uuid: str) -> list[etree._Element]:
@@ -149,7 +125,7 @@ def add(root: etree._Element, uuid: str, parent: str, mtype: str, model: str) ->
     """Add the managed hostdev and the metadata entry for one mdev (uuid in canonical lower case)."""
     if _mdev_hostdevs(root, uuid):
         raise HookError(f"domain {domain_name(root)} already has a hostdev for mdev {uuid}")
-    if any((e.get("uuid") or "").lower() == uuid for e in _entries(root)):
+    if any((e.get("uuid") or "").lower() == uuid for e in metadata_devices(root)):
         raise HookError(f"domain {domain_name(root)} already has a metadata entry for mdev {uuid}; "
                         f"`mdev-hooks drop {domain_name(root)} {uuid}` first")
     _add_entry(root, {"uuid": uuid, "parent": parent, "type": mtype})
@@ -168,7 +144,7 @@ def drop(root: etree._Element, uuid: str) -> list[str]:
         if hd.get("managed") == "yes":
             _remove(hd)
             removed.append(f"<hostdev type='mdev' managed='yes'> of mdev {uuid}")
-    for entry in _entries(root):
+    for entry in metadata_devices(root):
         if (entry.get("uuid") or "").lower() == uuid:
             _remove_entry(entry)
             removed.append(f"metadata entry of mdev {uuid} (parent {entry.get('parent')}, type {entry.get('type')})")
@@ -182,19 +158,13 @@ def drop(root: etree._Element, uuid: str) -> list[str]:
 # -- NVIDIA's vendor-specific vGPU interface: a managed PCI hostdev on the VF and a kind="nvidia-vf" entry ---------
 def _pci_hostdevs_at(root: etree._Element, address: str) -> list[etree._Element]:
     """The <hostdev type='pci'> (managed or not) whose source address is `address` (as sysfs names it)."""
-    found = []
-    for hd in root.iterfind("devices/hostdev"):
-        addr = hd.find("source/address")
-        if hd.get("type") != "pci" or addr is None:
-            continue
-        if pci_address(*(addr.get(k) or "0" for k in ("domain", "bus", "slot", "function"))) == address:
-            found.append(hd)
-    return found
+    return [hd for hd in root.iterfind("devices/hostdev")
+            if hd.get("type") == "pci" and hostdev_pci_address(hd) == address]
 
 
 def _vf_entries(root: etree._Element, parent: str) -> list[etree._Element]:
     """The kind="nvidia-vf" entries whose parent is `parent`, in document order."""
-    return [e for e in _entries(root)
+    return [e for e in metadata_devices(root)
             if e.get("kind") == Kind.NVIDIA_VF.value and (e.get("parent") or "").strip() == parent]
 
 
@@ -234,7 +204,7 @@ PLAIN_PASSTHROUGH = ("its managed PCI hostdev is a plain passthrough, not a vGPU
 def drop_vgpu(root: etree._Element, vf: str, bound: tuple[str, str] | None,
               unbound: str = PLAIN_PASSTHROUGH) -> list[str]:
     """Remove the managed PCI hostdev on `vf` and its kind="nvidia-vf" entry: the entries naming the VF, else one
-    whose (parent, type) is `bound`, the entry naming a PF that the hook binds to this hostdev (vgpu.bind; alike
+    whose (parent, type) is `bound`, the entry naming a PF that the hook binds to this hostdev (nvidia_vf.bind; alike
     entries are interchangeable). `unbound` says why a hostdev without an entry is not ours. Returns what was
     removed."""
     name = domain_name(root)

@@ -14,10 +14,9 @@ from typing import Any
 from mdev_hooks.admin import common
 from mdev_hooks.core.kinds import owned_elsewhere
 from mdev_hooks.core.plan import parent_problem
-from mdev_hooks.domain import ManagedDevice
+from mdev_hooks.domain import ManagedDevice, domain_uuid
 from mdev_hooks.enums import Kind
 from mdev_hooks.errors import HookError
-from mdev_hooks.names import canonical_uuid
 
 
 def _add_usage(args: argparse.Namespace) -> str | None:
@@ -43,15 +42,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     from mdev_hooks.admin import domedit
 
     if args.vf:
-        from mdev_hooks.admin import vgpu_edit
+        from mdev_hooks.admin import nvidia_vf_edit
 
-        vgpu_edit.add(args, common.virsh(args), common.make_env(args), lambda: common.running(args))
+        nvidia_vf_edit.add(args, common.virsh(args), common.make_env(args), lambda: common.running(args))
         return common.OK
     virsh = common.virsh(args)
     env = common.make_env(args)
     root = domedit.parse(virsh.dumpxml_inactive(args.domain))
     name = domedit.domain_name(root) or args.domain
-    dom_uuid = canonical_uuid(domedit.domain_uuid(root), "domain <uuid>")
+    dom_uuid = domain_uuid(root)
     mdev = args.uuid or str(uuidlib.uuid4())
     m = ManagedDevice(mdev, args.parent, args.type)
 
@@ -94,11 +93,11 @@ def cmd_drop(args: argparse.Namespace) -> int:
     virsh = common.virsh(args)
     root = domedit.parse(virsh.dumpxml_inactive(args.domain))
     name = domedit.domain_name(root) or args.domain
-    dom_uuid = canonical_uuid(domedit.domain_uuid(root), "domain <uuid>")
+    dom_uuid = domain_uuid(root)
     if args.vf:
-        from mdev_hooks.admin import vgpu_edit
+        from mdev_hooks.admin import nvidia_vf_edit
 
-        vgpu_edit.drop(args, virsh, common.make_env(args), root, name, dom_uuid)
+        nvidia_vf_edit.drop(args, virsh, common.make_env(args), root, name, dom_uuid)
         return common.OK
     removed = domedit.drop(root, args.uuid)
     virsh.define(domedit.serialize(root))

@@ -39,15 +39,13 @@ class Outcome:
 
 
 def _what(c: Claim) -> str:
-    if c.kind == Kind.NVIDIA_VF:
-        return f"vGPU type {c.type} on VF {c.key} of domain {c.domain_name or '?'} ({c.domain_uuid})"
-    return f"mdev {c.key} (type {c.type} on {c.parent}) of domain {c.domain_name or '?'} ({c.domain_uuid})"
+    return f"{kind_of(c.kind).describe_claim(c)} of domain {c.domain_name or '?'} ({c.domain_uuid})"
 
 
-def holders(sysfs: Sysfs, uuid: str, kind: Kind = Kind.MDEV) -> list[int]:
+def holders(sysfs: Sysfs, key: str, kind: str = Kind.MDEV.value) -> list[int]:
     """PIDs that have the mdev's (or nvidia-vf: the VF's) VFIO group or iommufd cdev open. Writing `remove`
     (or clearing the vGPU type) then would block or break the VM."""
-    dev = os.path.join(sysfs.root, "bus", kind_of(kind).bus, "devices", uuid)
+    dev = os.path.join(sysfs.root, "bus", kind_of(kind).bus, "devices", key)
     targets: set[str] = set()
     with contextlib.suppress(OSError):
         targets.add("/dev/vfio/" + os.path.basename(os.readlink(os.path.join(dev, "iommu_group"))))

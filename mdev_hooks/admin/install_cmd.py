@@ -162,6 +162,24 @@ def check_interpreter(python: str) -> None:
         raise HookError(f"{python} -I cannot import mdev_hooks: {err[-1] if err else proc.returncode}")
 
 
+def runtime_dir_problems(args: argparse.Namespace) -> list[str]:
+    """The configured state_dir and lock_dir checked as the hook checks them at every managed start: one that
+    another user made or may write would fail every such start, so `install` says so at once."""
+    from mdev_hooks.fsutil import check_private_dir
+
+    try:
+        cfg = common.load_config(args)
+    except HookError as e:
+        return [str(e)]
+    problems = []
+    for what in ("state_dir", "lock_dir"):
+        try:
+            check_private_dir(getattr(cfg, what), what)
+        except HookError as e:
+            problems.append(str(e))
+    return problems
+
+
 def install(hooks_dir: str, config_dir: str, qemu_d: bool, force: bool, python: str) -> Report:
     rep = Report()
     text = launcher_text(python)
@@ -272,6 +290,8 @@ def cmd_install(args: argparse.Namespace) -> int:
         from mdev_hooks.admin.extras import install_extras
 
         install_extras(rep, args.share_dir, args.logrotate_dir)
+    for problem in runtime_dir_problems(args):
+        rep.say(f"warning: {problem}; managed starts fail until this is fixed")
     print("\n".join(rep.lines))
     return common.OK
 

@@ -1,9 +1,13 @@
 """The mdev-hooks(8) manual page, rendered from the command's own argparse parser (so it cannot drift).
 
-`python3 -m mdev_hooks.admin.manpage --parser MODULE:FUNCTION [-o FILE]` writes section-8 roff: NAME, SYNOPSIS,
-DESCRIPTION, OPTIONS and COMMANDS come from the parser (descriptions, options and their help, examples and exit
-codes from the epilogs); what the hook does, the configuration keys, FILES and ENVIRONMENT are fixed texts taken
-from README.md and docs/DESIGN.md. `MODULE:FUNCTION` returns the parser (the CLI's `build_parser`).
+`python3 -m mdev_hooks.admin.manpage --parser MODULE:FUNCTION --config-text MODULE:NAME [-o FILE]` writes
+section-8 roff: NAME, SYNOPSIS, DESCRIPTION, OPTIONS and COMMANDS come from the parser (descriptions, options and
+their help, examples and exit codes from the epilogs); CONFIGURATION from the commented default config (share/
+config.toml, whose every `# key = value` line a unit test checks against config.Config); what the hook does, FILES
+and ENVIRONMENT are fixed texts taken from README.md and docs/DESIGN.md (FILES' paths are config.Config's defaults).
+`MODULE:FUNCTION` returns the parser (the CLI's `build_parser`).
+
+Invariant: no configuration key or default is written here; they come from the config text.
 """
 
 from __future__ import annotations
@@ -16,15 +20,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 
-from mdev_hooks.admin.manpage_text import (
-    CONFIG_FALLBACK,
-    ENVIRONMENT,
-    FILES,
-    HOOK_TEXT,
-    MORE_EXAMPLES,
-    NAME_LINE,
-    SEE_ALSO,
-)
+from mdev_hooks.admin.manpage_text import ENVIRONMENT, FILES, HOOK_TEXT, MORE_EXAMPLES, NAME_LINE, SEE_ALSO
 
 
 # -- roff ---------------------------------------------------------------------------------------------------------
@@ -177,9 +173,7 @@ def config_entries(text: str) -> tuple[str, list[tuple[list[str], str]]]:
     return intro, entries
 
 
-def _configuration(config_text: str | None) -> list[str]:
-    if config_text is None:
-        return _paragraphs(CONFIG_FALLBACK, fixed=True)
+def _configuration(config_text: str) -> list[str]:
     intro, entries = config_entries(config_text)
     out = [".PP", "/etc/mdev\\-hooks/config.toml: " + esc(intro)]
     for settings, description in entries:
@@ -211,7 +205,9 @@ def _examples(lines: Sequence[str]) -> list[str]:
     return _verbatim(line[2:] if line.startswith("  ") else line for line in lines)
 
 
-def render(parser: argparse.ArgumentParser, version: str, date: str, config_text: str | None = None) -> str:
+def render(parser: argparse.ArgumentParser, version: str, date: str, config_text: str) -> str:
+    """The page; CONFIGURATION is the commented default config (`config_text`), so its keys and defaults are the
+    ones tests/unit/test_config_defaults.py checks against config.Config."""
     prog = parser.prog
     subs = subcommands(parser)
     common = common_options(parser)
@@ -299,17 +295,15 @@ def build_date() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m mdev_hooks.admin.manpage", description=__doc__.split("\n")[0])
     ap.add_argument("--parser", required=True, metavar="MODULE:FUNCTION", help="function returning the parser")
-    ap.add_argument("--config-text", metavar="MODULE:NAME",
+    ap.add_argument("--config-text", metavar="MODULE:NAME", required=True,
                     help="the commented default config (a str, or a function returning it) for CONFIGURATION")
     ap.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     args = ap.parse_args(argv)
     from mdev_hooks import __version__
 
-    config_text = None
-    if args.config_text:
-        module, _, name = args.config_text.partition(":")
-        value = getattr(importlib.import_module(module), name)
-        config_text = str(value() if callable(value) else value)
+    module, _, name = args.config_text.partition(":")
+    value = getattr(importlib.import_module(module), name)
+    config_text = str(value() if callable(value) else value)
     write_output(render(load_parser(args.parser), __version__, build_date(), config_text), args.output)
     return 0
 

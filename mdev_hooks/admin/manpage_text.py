@@ -1,10 +1,16 @@
 """The fixed sections of mdev-hooks(8): what the hook does, its files, environment and examples (taken from README.md
 and docs/DESIGN.md); manpage.py renders them beside what it reads from the command's parser.
 
-Invariant: roff-escaped text only (\\- for a dash, \\(aq for a quote); no section here repeats one the parser gives.
+Invariant: HOOK_TEXT is roff-escaped (\\- for a dash, \\(aq for a quote), the other tables plain text (render
+escapes them); no section here repeats one the parser gives, and no default is written here (FILES takes its
+paths from config.Config).
 """
 
 from __future__ import annotations
+
+from mdev_hooks.config import DEFAULT_PATH, Config
+
+_DEFAULTS = Config()  # FILES names the default paths; the configuration keys come from share/config.toml
 
 NAME_LINE = ("libvirt qemu hook that creates managed mediated devices (mdevs) before a VM starts and removes them "
              "after it stops")
@@ -48,35 +54,14 @@ HOOK_TEXT: list[tuple[str, list[str]]] = [
     ])
 ]
 
-# the CONFIGURATION section when no default config text is given (render(config_text=None))
-CONFIG_FALLBACK = [
-    "/etc/mdev\\-hooks/config.toml (TOML, optional; every key is optional and unknown keys are an error). "
-    "libvirt runs hooks with a scrubbed environment, so this file is how the hook learns its settings.",
-    "* sysfs_root: where sysfs is (default /sys).",
-    "* state_dir: the ownership ledger, one claim file per device (default /run/mdev\\-hooks).",
-    "* lock_dir: one lock file per parent device (default /run/lock/mdev\\-hooks).",
-    "* log_file: structured log, JSON lines (default /var/log/mdev\\-hooks.log).",
-    "* dry_run: validate and log would_create/would_remove, touch nothing (default false).",
-    "* lock_timeout: seconds to wait for a parent's lock (default 30).",
-    "* nvidia_release_wait: seconds to let NVIDIA's driver remove a vGPU itself before writing remove "
-    "(default 10).",
-    "* remove_timeout: seconds to retry a remove failing with EAGAIN/EBUSY (default 5).",
-    "* allowed_parents, allowed_types: lists of shell globs, which devices domains may ask for (default: "
-    "all).",
-    "* mdevctl_dir: persistent mdevctl definitions used for managed hostdevs without metadata (default "
-    "/etc/mdevctl.d).",
-    "* [parents]: table renaming a domain's parent on this host, for migration between hosts with different "
-    "PCI addresses.",
-]
-
 FILES = [
     ("/etc/libvirt/hooks/qemu.d/50-mdev-hooks", "the hook (libvirt >= 6.5 runs every executable in qemu.d/); "
      "mdev-hooks install writes /etc/libvirt/hooks/qemu instead unless --qemu-d is given"),
-    ("/etc/mdev-hooks/config.toml", "the configuration, every setting commented out by default"),
-    ("/run/mdev-hooks/", "the ledger: one JSON claim per device (mdev UUID, or VF address for nvidia-vf) naming "
+    (DEFAULT_PATH, "the configuration, every setting commented out by default"),
+    (_DEFAULTS.state_dir + "/", "the ledger: one JSON claim per device (mdev UUID, or VF address for nvidia-vf) naming "
      "the domain it was created for"),
-    ("/run/lock/mdev-hooks/", "one lock file per parent device"),
-    ("/var/log/mdev-hooks.log", "the hook's log, one JSON object per line, opened anew by every hook run (unless "
+    (_DEFAULTS.lock_dir + "/", "one lock file per parent device"),
+    (_DEFAULTS.log_file, "the hook's log, one JSON object per line, opened anew by every hook run (unless "
      "log_file names another file, or the journal or syslog)"),
     ("/sys/class/mdev_bus/", "the mdev parents and their mdev_supported_types"),
 ]

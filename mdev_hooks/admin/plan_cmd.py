@@ -7,16 +7,16 @@ one line and the exit status is 1 exactly when a start would fail.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from mdev_hooks import NS
 from mdev_hooks.admin import common
-from mdev_hooks.admin.render import Policy, cut, num, parent_cell, policy_of, table
+from mdev_hooks.admin.render import Policy, cut, num, parent_cell, policy_of, table, with_alias
 from mdev_hooks.core import plan
-from mdev_hooks.core.env import Env, Step, attrs_text
+from mdev_hooks.core.env import Env, Step
+from mdev_hooks.core.kinds import key_heading, kind_of
 from mdev_hooks.domain import Domain
 from mdev_hooks.enums import Action, Kind
 from mdev_hooks.errors import HookError
@@ -28,7 +28,7 @@ MAX_READ = (16 << 20) + 1
 class DeviceRow:
     """One managed device of the domain and what a start would do with it."""
 
-    uuid: str  # the device's key: an mdev UUID, or the VF
+    key: str  # the device's key: an mdev UUID, or the VF (JSON: also `uuid`, its name before 0.3.0)
     parent: str
     type: str
     type_name: str
@@ -49,10 +49,9 @@ class DeviceRow:
     domain_named: str | None = None  # nvidia-vf only: the PF or VF the entry names
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.kind != Kind.NVIDIA_VF:
-            del data["vf"], data["domain_named"]
-        return data
+        # vf and domain_named only for the kinds that fill them (nvidia-vf)
+        data = {k: v for k, v in asdict(self).items() if v is not None or k not in ("vf", "domain_named")}
+        return with_alias(data, "key", "uuid")
 
 
 @dataclass
@@ -86,50 +85,8 @@ class PlanReport:
 
 # -- building the report -------------------------------------------------------------------------------------------
 def _row(s: Step, env: Env) -> DeviceRow:
-    m, sysfs = s.device, env.sysfs
-    verdict = "ok" if s.problem is None else "fail"
-    if m.kind == Kind.NVIDIA_VF:
-        names = sysfs.creatable_vgpu_types(m.key) or {}
-        return DeviceRow(m.key, m.key, m.type, names.get(m.type, ""), "", s.available, s.action, verdict, s.problem,
-                         m.kind, [], s.pf, None if m.parent == m.key else
-                         f"the domain's managed PCI hostdev {m.key} is a VF of {m.parent}", m.mapped_from or None,
-                         m.source, None, [], vf=m.key, domain_named=m.parent)
-    from mdev_hooks import mdevctl
-
-    info = sysfs.type_info(m.parent, m.type) if sysfs.parent_dir(m.parent) is not None else None
-    return DeviceRow(
-        m.key, m.parent, m.type, info.name if info else "", info.description if info else "",
-        s.available if s.available is not None else (info.available if info else None), s.action, verdict,
-        s.problem, m.kind, [[n, v] for n, v in m.attrs], s.pf, s.choice, m.mapped_from or None, m.source,
-        mdevctl.definition_path(env.cfg.mdevctl_dir, m) if m.source == "mdevctl" else None,
-        mdevctl.shadowed(env.cfg.mdevctl_dir, m))
-
-
-def _action(s: Step, env: Env) -> str:
-    m, root = s.device, env.sysfs.root
-    if m.kind == Kind.NVIDIA_VF:
-        on = f"VF {m.key}" + (f" of PF {s.pf}" if s.pf else "")
-        path = os.path.join(root, "bus", "pci", "devices", m.key, "nvidia", "current_vgpu_type")
-        return {
-            Action.CREATE: f"set NVIDIA vGPU type {m.type} on {on}: write {m.type} to {path}; libvirt then gives the "
-                           "VF to the VM as a PCI hostdev; write 0 when the domain stops",
-            Action.ADOPT: f"use {on} as it is (it already has vGPU type {m.type}, owned by no domain); leave it set "
-                          "when the domain stops",
-            Action.KEEP: f"keep vGPU type {m.type} on {on}: the hook already set it for this domain",
-        }[s.action]
-    if s.action == Action.CREATE:
-        on_vf = f" on VF {m.parent} of PF {s.pf} ({s.choice})" if s.pf and s.pf != m.parent else ""
-        create = os.path.join(root, "class", "mdev_bus", m.parent, "mdev_supported_types", m.type, "create")
-        attrs = (f"; then write, in this order, {attrs_text(m)} into "
-                 f"{os.path.join(root, 'bus', 'mdev', 'devices', m.key)}/ (any failure removes it and fails the "
-                 "start)") if m.attrs else ""
-        return f"create mdev {m.key}{on_vf}: write it to {create}{attrs}; remove it when the domain stops"
-    text = (f"use the existing mdev {m.key} as it is (type {m.type} on {m.parent}, owned by no domain); leave it in "
-            "place when the domain stops") if s.action == Action.ADOPT else \
-        f"keep mdev {m.key}: the hook already created it for this domain"
-    if m.attrs:
-        text += f"; its <attr> values ({attrs_text(m)}) are NOT written: the device exists"
-    return text
+    return DeviceRow(key=s.device.key, action=s.action, verdict="ok" if s.problem is None else "fail",
+                     problem=s.problem, kind=s.device.kind, pf=s.pf, **kind_of(s.device.kind).plan_row(s, env))
 
 
 def report(domain: Domain, steps: list[Step], env: Env) -> PlanReport:
@@ -137,7 +94,7 @@ def report(domain: Domain, steps: list[Step], env: Env) -> PlanReport:
     return PlanReport(
         domain={"name": domain.name, "uuid": domain.uuid}, ok=problem is None, problem=problem,
         dry_run=env.cfg.dry_run, sysfs_root=env.sysfs.root, mdevs=[_row(s, env) for s in steps],
-        actions=[_action(s, env) for s in steps] if problem is None else [],
+        actions=[kind_of(s.device.kind).plan_action(s, env) for s in steps] if problem is None else [],
         ignored=[Ignored(m.key, m.parent, m.type, m.kind) for m in domain.unused],
         policy=policy_of(env.cfg.path, env.cfg.allowed_parents, env.cfg.allowed_types), config=env.cfg.path,
         unmanaged_mdev_hostdevs=domain.unmanaged_mdevs)
@@ -154,27 +111,21 @@ def render(r: PlanReport) -> str:
     if not r.mdevs:
         lines.append("no managed mdev: the hook does nothing for this domain" + _unmanaged(r.unmanaged_mdev_hostdevs))
     else:
-        rows = [[m.uuid, _parent(m), m.type, cut(" ".join(x for x in (m.type_name, m.description) if x) or "-", 40),
+        rows = [[m.key, _parent(m), m.type, cut(" ".join(x for x in (m.type_name, m.description) if x) or "-", 40),
                  num(m.available), m.action, m.verdict] for m in r.mdevs]
-        first = "UUID / VF" if any(m.kind == Kind.NVIDIA_VF for m in r.mdevs) else "UUID"
-        lines.append(table([first, "PARENT", "TYPE", "NAME / DESCRIPTION", "AVAIL", "ACTION", "VERDICT"], rows))
+        header = [key_heading([m.kind for m in r.mdevs]), "PARENT", "TYPE", "NAME / DESCRIPTION", "AVAIL", "ACTION"]
+        lines.append(table([*header, "VERDICT"], rows))
     if r.policy is not None:
         lines.append(r.policy.render())
     for m in r.mdevs:
         if m.source_path:
-            lines.append(f"mdev {m.uuid}: source: mdevctl {m.source_path} (the domain has no metadata for it; "
+            lines.append(f"mdev {m.key}: source: mdevctl {m.source_path} (the domain has no metadata for it; "
                          "created at start, removed at stop, whatever the definition's \"start\" says)")
-        lines += [f"mdev {m.uuid}: source: metadata (the mdevctl definition {path} is ignored: the domain's "
+        lines += [f"mdev {m.key}: source: metadata (the mdevctl definition {path} is ignored: the domain's "
                   "metadata wins)" for path in m.mdevctl_ignored]
-    lines += [f"parent mapped: mdev {m.uuid}: the domain's {m.domain_parent} is {m.parent} on this host ([parents] "
-              f"in {r.config or 'the configuration'})" for m in r.mdevs if m.domain_parent]
-    for i in r.ignored:
-        if i.kind == Kind.NVIDIA_VF:
-            lines.append(f"ignored: metadata entry kind=\"{Kind.NVIDIA_VF.value}\" parent={i.parent} type={i.type}: "
-                         "no <hostdev type='pci' managed='yes'> of the domain is that VF or a VF of that PF")
-        else:
-            lines.append(f"ignored: metadata entry {i.uuid} has no <hostdev type='mdev' managed='yes'> with that "
-                         "UUID")
+    lines += [f"parent mapped: {kind_of(m.kind).noun} {m.key}: the domain's {m.domain_parent} is {m.parent} on this "
+              f"host ([parents] in {r.config or 'the configuration'})" for m in r.mdevs if m.domain_parent]
+    lines += [kind_of(i.kind).ignored_line(i.uuid, i.parent, i.type) for i in r.ignored]
     if r.ok:
         if r.actions:
             lines.append("a start would:")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 MAX_DESC = 60
 
@@ -19,6 +20,16 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = " 
         cells = [str(c).ljust(widths[i]) if i < len(r) - 1 else str(c) for i, c in enumerate(r)]
         lines.append(indent + "  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def with_alias(data: dict[str, Any], key: str, alias: str) -> dict[str, Any]:
+    """`data` with `alias` (a JSON key's name before a rename, kept for one release) right after `key`."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out[k] = v
+        if k == key:
+            out[alias] = v
+    return out
 
 
 def cut(text: str, limit: int = MAX_DESC) -> str:

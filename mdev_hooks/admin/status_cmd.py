@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mdev_hooks.admin import common
-from mdev_hooks.admin.render import Policy, cut, num, parent_cell, policy_of, table, yes_no
-from mdev_hooks.admin.types_cmd import ParentRow, VgpuVfRow, parent_rows, render_vgpu_vfs, vgpu_rows
+from mdev_hooks.admin.render import Policy, cut, num, parent_cell, policy_of, table, with_alias, yes_no
+from mdev_hooks.admin.types_cmd import NvidiaVfRow, ParentRow, nvidia_vf_rows, parent_rows, render_nvidia_vfs
 from mdev_hooks.core.env import Env
-from mdev_hooks.core.kinds import kind_of
+from mdev_hooks.core.kinds import key_heading, kind_of
 from mdev_hooks.core.ledger import Claim
 from mdev_hooks.core.plan import policy_problem
 from mdev_hooks.domain import ManagedDevice
@@ -25,7 +25,7 @@ from mdev_hooks.enums import ClaimState, Kind
 class DeviceRow:
     """A device that exists now, and its owner (a domain per the ledger, or external)."""
 
-    uuid: str  # the key: an mdev UUID, or a VF with a vGPU type set
+    key: str  # an mdev UUID, or a VF with a vGPU type set (JSON: also `uuid`, its name before 0.3.0)
     parent: str
     type: str
     owner: str
@@ -38,15 +38,12 @@ class DeviceRow:
     kind: Kind
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.kind == Kind.NVIDIA_VF:
-            data["type_name"] = ""
-        return data
+        return with_alias({**asdict(self), **kind_of(self.kind).status_fields}, "key", "uuid")
 
 
 @dataclass
 class OrphanRow:
-    mdev: str  # the key (JSON name kept from before nvidia-vf)
+    key: str  # the device: an mdev UUID, or a VF (JSON: also `mdev`, its name before 0.3.0)
     domain_uuid: str
     domain_name: str
     parent: str
@@ -54,13 +51,16 @@ class OrphanRow:
     state: ClaimState
     reason: str
 
+    def to_json(self) -> dict[str, Any]:
+        return with_alias(asdict(self), "key", "mdev")
+
 
 @dataclass
 class StatusReport:
     sysfs_root: str
     state_dir: str
     parents: list[ParentRow]
-    vgpu_vfs: list[VgpuVfRow]
+    vgpu_vfs: list[NvidiaVfRow]
     devices: list[DeviceRow]
     orphans: list[OrphanRow]
     ledger_problems: list[str]
@@ -72,15 +72,17 @@ class StatusReport:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(parents=[p.to_json() for p in self.parents], devices=[d.to_json() for d in self.devices],
+                    orphans=[o.to_json() for o in self.orphans],
                     policy=None if self.policy is None else self.policy.to_json())
         return data
 
 
 def orphan_reason(env: Env, c: Claim, running: common.Running) -> str | None:
     """Why a ledger entry is stale, or None if it is (as far as we can tell) in use."""
-    dev = kind_of(c.kind).current(env.sysfs, c.key)
+    kind = kind_of(c.kind)
+    dev = kind.current(env.sysfs, c.key)
     if dev is None:
-        return "vGPU type cleared" if c.kind == Kind.NVIDIA_VF else "device gone"
+        return kind.gone_reason
     if (dev.parent, dev.type) != (c.parent, c.type):
         return f"device is now type {dev.type or '?'} on {dev.parent}, not the one recorded"
     if running.of(c.domain_uuid) is False:
@@ -88,9 +90,11 @@ def orphan_reason(env: Env, c: Claim, running: common.Running) -> str | None:
     return None
 
 
-def _owned(row: DeviceRow, c: Claim | None, ours: bool, running: common.Running) -> DeviceRow:
-    if c is None or not ours:
+def _owned(row: DeviceRow, c: Claim | None, running: common.Running) -> DeviceRow:
+    """The row with its owner, if the ledger gives this very device (kind, parent, type) to a domain."""
+    if c is None or kind_of(c.kind) is not kind_of(row.kind) or (c.parent, c.type) != (row.parent, row.type):
         return row
+    row.attrs = list(c.attrs)
     row.owner = f"{c.domain_name or '?'} ({c.domain_uuid})"
     row.domain_uuid, row.domain_name, row.state = c.domain_uuid, c.domain_name, c.state
     row.running = running.of(c.domain_uuid)
@@ -103,22 +107,18 @@ def report(env: Env, running: common.Running) -> StatusReport:
     by_key = {c.key: c for c in claims}
     devices = []
     for dev in sysfs.devices():
-        c = by_key.get(dev.uuid)
-        ours = c is not None and (c.parent, c.type) == (dev.parent, dev.type)
-        row = DeviceRow(dev.uuid, dev.parent, dev.type, "external", None, None, None, None,
-                        list(c.attrs) if c is not None and ours else [], sysfs.physfn(dev.parent), Kind.MDEV)
-        devices.append(_owned(row, c, ours, running))
+        row = DeviceRow(dev.uuid, dev.parent, dev.type, "external", None, None, None, None, [],
+                        sysfs.physfn(dev.parent), Kind.MDEV)
+        devices.append(_owned(row, by_key.get(dev.uuid), running))
     # NVIDIA's vendor-specific interface: one scan of bus/pci/devices and one read per VF, so the VF table and the
     # device list cannot disagree about a type that changes meanwhile. A VF with a vGPU type set is a device too.
-    vfs = vgpu_rows(sysfs, sysfs.vgpu_vfs())
+    vfs = nvidia_vf_rows(sysfs, sysfs.vgpu_vfs())
     for v in vfs:
         if v.current_type in (None, "", "0"):
             continue
-        c = by_key.get(v.vf)
-        ours = c is not None and c.kind == Kind.NVIDIA_VF and c.type == v.current_type
         row = DeviceRow(v.vf, v.vf, v.current_type or "", "external", None, None, None, None, [], v.pf,
                         Kind.NVIDIA_VF)
-        devices.append(_owned(row, c, ours, running))
+        devices.append(_owned(row, by_key.get(v.vf), running))
     orphans = [OrphanRow(c.key, c.domain_uuid, c.domain_name, c.parent, c.type, c.state, reason)
                for c in claims for reason in [orphan_reason(env, c, running)] if reason]
     parents = parent_rows(sysfs, sysfs.parents())
@@ -149,7 +149,7 @@ def render(r: StatusReport) -> str:
     lines = [f"mdev parents and types (sysfs {r.sysfs_root}):", _types_table(r)]
     if r.vgpu_vfs:
         lines += ["", "NVIDIA vendor-specific vGPU VFs (not mdev; domains opt in with kind=\"nvidia-vf\"):"]
-        lines += render_vgpu_vfs(r.vgpu_vfs)
+        lines += render_nvidia_vfs(r.vgpu_vfs)
     if r.policy is not None:
         lines.append("  " + r.policy.render())
     for pm in r.parent_map:
@@ -157,19 +157,18 @@ def render(r: StatusReport) -> str:
                      + ("" if pm["present"] else " (NOT registered here: such starts fail)"))
     lines += ["", f"mdevs ({len(r.devices)}):"]
     if r.devices:
-        first = "UUID / VF" if any(d.kind == Kind.NVIDIA_VF for d in r.devices) else "UUID"
-        lines.append(table([first, "PARENT", "TYPE", "OWNER", "STATE", "RUNNING"], [
-            [d.uuid, parent_cell(d.parent, d.pf), (f"vGPU {d.type}" if d.kind == Kind.NVIDIA_VF else d.type) or "?",
+        lines.append(table([key_heading([d.kind for d in r.devices]), "PARENT", "TYPE", "OWNER", "STATE", "RUNNING"], [
+            [d.key, parent_cell(d.parent, d.pf), kind_of(d.kind).type_cell(d.type) if d.type else "?",
              d.owner, d.state or "-", "-" if d.owner == "external" else yes_no(d.running)]
             for d in r.devices]))
-        lines += [f"  {d.uuid}: attributes written at creation: {', '.join(d.attrs)}" for d in r.devices if d.attrs]
+        lines += [f"  {d.key}: attributes written at creation: {', '.join(d.attrs)}" for d in r.devices if d.attrs]
     lines.append("")
     if not r.running_known:
         lines.append(f"domains running: unknown ({r.running_error}); orphans below are only gone devices")
     lines.append(f"orphaned ledger entries ({len(r.orphans)}):")
     if r.orphans:
         lines.append(table(["UUID", "DOMAIN", "PARENT", "TYPE", "STATE", "WHY"], [
-            [o.mdev, f"{o.domain_name or '?'} ({o.domain_uuid})", o.parent, o.type, o.state, o.reason]
+            [o.key, f"{o.domain_name or '?'} ({o.domain_uuid})", o.parent, o.type, o.state, o.reason]
             for o in r.orphans]))
         lines.append("  clean them up with `mdev-hooks gc` (see `mdev-hooks gc --dry-run` first)")
     lines += [f"ledger problem: {p}" for p in r.ledger_problems]

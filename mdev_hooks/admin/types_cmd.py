@@ -45,7 +45,7 @@ class ParentRow:
 
 
 @dataclass
-class VgpuVfRow:
+class NvidiaVfRow:
     """An NVIDIA vendor-interface VF: the type set now ("0": none; None: unreadable) and what it can take now."""
 
     vf: str
@@ -68,7 +68,7 @@ def parent_rows(sysfs: Sysfs, parents: Sequence[str]) -> list[ParentRow]:
     return out
 
 
-def vgpu_rows(sysfs: Sysfs, vfs: Sequence[str]) -> list[VgpuVfRow]:
+def nvidia_vf_rows(sysfs: Sysfs, vfs: Sequence[str]) -> list[NvidiaVfRow]:
     """One read of each VF's current type (status's device list uses these rows too, so the two agree)."""
     out = []
     for vf in vfs:
@@ -77,7 +77,7 @@ def vgpu_rows(sysfs: Sysfs, vfs: Sequence[str]) -> list[VgpuVfRow]:
         except OSError:
             current = None
         creatable = sysfs.creatable_vgpu_types(vf) or {}
-        out.append(VgpuVfRow(vf, sysfs.physfn(vf), current, [{"type": t, "name": n} for t, n in creatable.items()]))
+        out.append(NvidiaVfRow(vf, sysfs.physfn(vf), current, [{"type": t, "name": n} for t, n in creatable.items()]))
     return out
 
 
@@ -98,7 +98,7 @@ def render_types(rows: list[ParentRow]) -> str:
     return "\n".join(lines)
 
 
-def render_vgpu_vfs(rows: list[VgpuVfRow]) -> list[str]:
+def render_nvidia_vfs(rows: list[NvidiaVfRow]) -> list[str]:
     cells = [[v.vf, v.pf or "-", v.current_type or "?",
               cut(", ".join(f"{c['type']} {c['name']}" for c in v.creatable) or "none", 70)] for v in rows]
     return [table(["VF", "PF", "CURRENT TYPE", "CREATABLE NOW"], cells)] if cells else []
@@ -108,12 +108,12 @@ VGPU_HEADING = ("NVIDIA vendor-specific vGPU VFs (not mdev; a domain opts in wit
                 "parent=\"PF or VF\" type=\"ID\"/>):")
 
 
-def _print_vgpu(args: argparse.Namespace, rows: list[VgpuVfRow]) -> int:
+def _print_nvidia_vfs(args: argparse.Namespace, rows: list[NvidiaVfRow]) -> int:
     if args.json:
         common.print_json([asdict(r) for r in rows])
         return common.OK
     print(VGPU_HEADING)
-    print("\n".join(render_vgpu_vfs(rows)) or "  none")
+    print("\n".join(render_nvidia_vfs(rows)) or "  none")
     return common.OK
 
 
@@ -122,10 +122,10 @@ def cmd_types(args: argparse.Namespace) -> int:
     vgpu_vfs: list[str] = []  # NVIDIA's vendor-specific interface (not mdev): VFs to show
     if args.parent:
         if sysfs.parent_dir(args.parent) is None:
-            if sysfs.is_nvidia_vendor_vfio(args.parent):
-                vfs = [args.parent] if sysfs.is_vgpu_vf(args.parent) else \
-                    [v for v in sysfs.vfs(args.parent) if sysfs.is_vgpu_vf(v)]
-                return _print_vgpu(args, vgpu_rows(sysfs, vfs))
+            if sysfs.on_nvidia_vendor_interface(args.parent):
+                vfs = [args.parent] if sysfs.takes_vgpu_type(args.parent) else \
+                    [v for v in sysfs.vfs(args.parent) if sysfs.takes_vgpu_type(v)]
+                return _print_nvidia_vfs(args, nvidia_vf_rows(sysfs, vfs))
             known = sysfs.parents()
             raise HookError(f"parent {args.parent} not found under {sysfs.root}/class/mdev_bus (known parents: "
                             f"{', '.join(known) or 'none'})")
@@ -142,7 +142,7 @@ def cmd_types(args: argparse.Namespace) -> int:
         if rows:
             print(render_types(rows))
         if vgpu_vfs:
-            _print_vgpu(args, vgpu_rows(sysfs, vgpu_vfs))
+            _print_nvidia_vfs(args, nvidia_vf_rows(sysfs, vgpu_vfs))
     return common.OK
 
 

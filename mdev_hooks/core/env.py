@@ -1,5 +1,4 @@
-"""What every step of prepare and release works with: the environment, the step validation decides for a device,
-and the device's name in error lines.
+"""What every step of prepare and release works with: the environment, the step validation decides for a device.
 
 Invariant: a Step carries everything prepare needs to act (and plan needs to show) without looking again.
 """
@@ -13,7 +12,7 @@ from typing import Any
 from mdev_hooks.config import Config
 from mdev_hooks.core.ledger import Ledger
 from mdev_hooks.domain import ManagedDevice
-from mdev_hooks.enums import Action, Kind
+from mdev_hooks.enums import Action
 from mdev_hooks.kernel import Sysfs
 
 
@@ -48,15 +47,6 @@ class Existing:
 
     parent: str
     type: str
-
-
-def describe(m: ManagedDevice) -> str:
-    """How error lines name a device: `mdev U (type T on P)`, or `NVIDIA vGPU type T on VF V of PF P`."""
-    mapped = f", mapped from {m.mapped_from} by [parents]" if m.mapped_from else ""
-    if m.kind == Kind.NVIDIA_VF:
-        on = f"VF {m.key} of PF {m.parent}" if m.key and m.parent != m.key else f"VF {m.key or m.parent}"
-        return f"NVIDIA vGPU type {m.type} on {on}{mapped}"
-    return f"mdev {m.key} (type {m.type} on {m.parent}{mapped})"
 
 
 def elapsed_ms(t0: float) -> float:

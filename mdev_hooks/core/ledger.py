@@ -38,7 +38,7 @@ class Claim:
     attrs: tuple[str, ...] = ()  # "name=value" written in this order after create (empty: none)
     pf: str = ""  # the SR-IOV physical function the domain named, when the hook chose `parent` (a VF) on it
     # nvidia-vf: `key` and `parent` are the VF, `type` the vGPU type id set on it, `pf` the VF's PF (its lock)
-    kind: Kind = Kind.MDEV
+    kind: str = Kind.MDEV  # a Kind member, or the word of a kind registered at run time (core/kinds)
 
     def with_state(self, state: ClaimState) -> Claim:
         return replace(self, state=state, time=time.time())
@@ -65,8 +65,7 @@ class Ledger:
         check_private_dir(self.dir, "state_dir")
 
     def _failed(self, what: str, key: str, e: OSError) -> LedgerError:
-        noun = "mdev" if ":" not in key else "VF"
-        return LedgerError(f"cannot {what} {noun} {key} in the ledger (state_dir {self.dir}): {e.strerror}")
+        return LedgerError(f"cannot {what} device {key} in the ledger (state_dir {self.dir}): {e.strerror}")
 
     def path(self, key: str) -> str:
         """The file of key's claim."""
@@ -206,4 +205,13 @@ def from_json(data: dict[str, Any]) -> Claim:
     if "key" not in data and "mdev" in data:
         data = {("key" if k == "mdev" else k): v for k, v in data.items()}
     claim = Claim(**{k: v for k, v in data.items() if k in _FIELDS})
-    return replace(claim, attrs=tuple(claim.attrs), state=ClaimState(claim.state), kind=Kind(claim.kind))
+    return replace(claim, attrs=tuple(claim.attrs), state=ClaimState(claim.state), kind=_kind(claim.kind))
+
+
+def _kind(word: str) -> str:
+    """A claim's kind: the enum member of a built-in kind, the word of another registered one; ValueError else."""
+    from mdev_hooks.core.kinds import known  # the kinds import Claim
+
+    if not known(word):
+        raise ValueError(f"unknown device kind {word!r}")
+    return Kind(word) if word in Kind._value2member_map_ else str(word)

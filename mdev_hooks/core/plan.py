@@ -13,64 +13,17 @@ from dataclasses import replace
 from typing import Any
 
 from mdev_hooks.config import Config
-from mdev_hooks.core.env import Env, Step, describe
-from mdev_hooks.core.kinds import kind_of, owned_elsewhere
-from mdev_hooks.core.ledger import Claim
-from mdev_hooks.core.sriov import pick_vf, sriov_vfs
+from mdev_hooks.core.env import Env, Step
+from mdev_hooks.core.kinds import describe, kind_of, owned_elsewhere
 from mdev_hooks.domain import Domain, ManagedDevice
-from mdev_hooks.enums import Action, Kind
+from mdev_hooks.enums import Action
 from mdev_hooks.errors import HookError
-from mdev_hooks.kernel import MdevDevice
-
-
-def in_use(env: Env, m: ManagedDevice, limit: int = 4) -> str:
-    """`; N in use: U1, U2, ...` of the devices of m's parent and type, for "no free instance" lines."""
-    used = env.sysfs.devices_of_type(m.parent, m.type)
-    if not used:
-        return ""
-    shown = ", ".join(used[:limit]) + (", ..." if len(used) > limit else "")
-    return f"; {len(used)} in use: {shown}"
-
-
-def _parent_problem(env: Env, m: ManagedDevice) -> str | None:
-    sysfs = env.sysfs
-    if sysfs.parent_dir(m.parent) is None:
-        vfs = sriov_vfs(env, m.parent)
-        if vfs is not None:  # an SR-IOV PF: fine if one of its VFs offers the type (which one: at prepare)
-            if any(sysfs.offers(vf, m.type) for vf in vfs):
-                return None
-            return pick_vf(env, m, vfs, set()).problem
-        if sysfs.is_nvidia_vendor_vfio(m.parent):
-            return (
-                f"cannot create {describe(m)}: {m.parent} uses NVIDIA's vendor-specific vGPU interface "
-                "(vGPU 17+ on kernel >= 6.8: nvidia/creatable_vgpu_types, no mdev_supported_types), which is not "
-                "mdev; give the VM the VF as a <hostdev type='pci' managed='yes'> and opt in with "
-                f"<device kind=\"{Kind.NVIDIA_VF.value}\" parent=\"PF or VF\" type=\"ID\"/> (docs/advanced-devices.md)"
-            )
-        known = sysfs.parents()
-        hint = f"known parents: {', '.join(known[:8])}" if known else "no mdev parent is registered on this host"
-        return f"cannot create {describe(m)}: parent {m.parent} not found under /sys/class/mdev_bus ({hint})"
-    if not sysfs.has_mdev_types(m.parent):
-        return f"cannot create {describe(m)}: parent {m.parent} is not registered for mdev support"
-    if not sysfs.offers(m.parent, m.type):
-        offered = sysfs.types(m.parent)
-        return (
-            f"cannot create {describe(m)}: parent {m.parent} does not offer type {m.type} "
-            f"(offered: {', '.join(offered[:12]) or 'none'}; see `mdev-hooks types --parent {m.parent}`)"
-        )
-    return None
-
-
-def absent_parent(env: Env, m: ManagedDevice) -> bool:
-    """True if m's parent or type is not registered (yet): what parent_wait waits for. A parent of NVIDIA's vendor
-    interface named as an mdev parent is a mistake, not a delay."""
-    return _parent_problem(env, m) is not None and not env.sysfs.is_nvidia_vendor_vfio(m.parent)
 
 
 def parent_problem(env: Env, m: ManagedDevice) -> str | None:
-    """Why this host cannot create m.type on m.parent (policy, parent missing, NVIDIA vendor VFIO, not registered,
-    type not offered), or None. The check validate() makes for an mdev to create; `mdev-hooks add` uses it too."""
-    return policy_problem(env.cfg, m) or _parent_problem(env, m)
+    """Why this host cannot make m (the admin's policy, then the kind's own check of its parent and type), or None;
+    `mdev-hooks add` checks it before editing the domain."""
+    return policy_problem(env.cfg, m) or kind_of(m.kind).parent_problem(env, m)
 
 
 def _globs_text(globs: tuple[str, ...]) -> str:
@@ -87,15 +40,6 @@ def policy_problem(cfg: Config, m: ManagedDevice) -> str | None:
             name = "parent" if key == "allowed_parents" else "type"
             return (f"{describe(m)}: {name} {value} is not allowed by {key} = {_globs_text(globs)} "
                     f"in {cfg.path or 'the configuration'}")
-    return None
-
-
-def _existing_problem(m: ManagedDevice, dev: MdevDevice) -> str | None:
-    if (dev.parent, dev.type) != (m.parent, m.type):
-        return (
-            f"cannot use mdev {m.key}: it already exists as type {dev.type or '?'} on {dev.parent}, "
-            f"not {m.type} on {m.parent}; remove it or give the domain another UUID"
-        )
     return None
 
 
@@ -119,31 +63,12 @@ def map_parents(domain: Domain, cfg: Config, log: Any) -> Domain:
 
 
 def resolve(domain: Domain, env: Env) -> Domain:
-    """The domain as this host sees it: config [parents] applied, nvidia-vf entries bound to their VFs."""
+    """The domain as this host sees it: config [parents] applied, entries whose key the host decides (nvidia-vf:
+    the VF) bound by their kind."""
     domain = map_parents(domain, env.cfg, env.log)
-    if not domain.vf_entries:
-        return domain
-    from mdev_hooks.core.nvidia_vf import bind
-
-    return bind(domain, env)
-
-
-def plan_mdev(env: Env, m: ManagedDevice, claim: Claim | None, taken: set[str]) -> Step:
-    """An mdev's step: keep or adopt an existing device, take a VF of an SR-IOV PF, or create it on its parent."""
-    dev = env.sysfs.device(m.key)
-    vfs = sriov_vfs(env, m.parent)
-    if dev is not None:
-        action = Action.KEEP if claim is not None else Action.ADOPT
-        if vfs is not None and dev.parent in vfs:  # SR-IOV: it exists on a VF of the PF named
-            taken.add(dev.parent)
-            on_vf = replace(m, parent=dev.parent)
-            return Step(on_vf, action, env.sysfs.available(dev.parent, m.type), _existing_problem(on_vf, dev),
-                        pf=m.parent, choice=f"the device exists on VF {dev.parent} of PF {m.parent}")
-        return Step(m, action, env.sysfs.available(m.parent, m.type), _existing_problem(m, dev))
-    if vfs is not None:
-        return pick_vf(env, m, vfs, taken)
-    problem = _parent_problem(env, m)
-    return Step(m, Action.CREATE, None if problem else env.sysfs.available(m.parent, m.type), problem)
+    for kind in dict.fromkeys(m.kind for m in domain.vf_entries):
+        domain = kind_of(kind).bind(domain, env)
+    return domain
 
 
 def validate(domain: Domain, env: Env) -> list[Step]:
@@ -177,12 +102,7 @@ def _count_instances(env: Env, steps: list[Step]) -> list[Step]:
     for s in steps:
         key = (s.device.parent, s.device.type)
         if counted(s) and (s.available is None or s.available < need[key]):
-            avail = "unreadable" if s.available is None else str(s.available)
-            wants = f"; this domain needs {need[key]}" if need[key] > 1 else ""
-            s = replace(s, problem=(
-                f"cannot create {describe(s.device)}: no free instance "
-                f"(available_instances={avail}{wants}{in_use(env, s.device)})"
-            ))
+            s = replace(s, problem=kind_of(s.device.kind).no_free_instance(env, s.device, s.available, need[key]))
         out.append(s)
     return out
 

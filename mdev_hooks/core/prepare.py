@@ -9,17 +9,16 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import replace
 from typing import Any
 
-from mdev_hooks.core.env import Env, Step, attrs_text, describe, elapsed_ms
+from mdev_hooks.core.env import Env, Step, attrs_text, elapsed_ms
 from mdev_hooks.core.faultpoint import reached
-from mdev_hooks.core.kinds import DeviceKind, kind_of, owned_elsewhere
+from mdev_hooks.core.kinds import DeviceKind, describe, kind_of, owned_elsewhere
 from mdev_hooks.core.ledger import Claim
 from mdev_hooks.core.locks import parent_locks
-from mdev_hooks.core.plan import first_problem, in_use, validate
+from mdev_hooks.core.plan import first_problem, validate
 from mdev_hooks.core.release import clear_device, drop
-from mdev_hooks.core.sriov import lock_name, pick_vf, sriov_vfs
+from mdev_hooks.core.sriov import lock_name
 from mdev_hooks.domain import Domain, ManagedDevice
 from mdev_hooks.enums import Action, ClaimState
 from mdev_hooks.errors import HookError
@@ -131,29 +130,6 @@ def take(env: Env, domain: Domain, claim: Claim, log: Any) -> None:
         other = None
     if other is not None:
         raise HookError(owned_elsewhere(claim.kind, claim.key, other))
-
-
-def create_error(env: Env, step: Step, e: OSError) -> HookError:
-    """The line for an mdev `create` the kernel refused."""
-    m = step.device
-    if step.pf and e.errno in errnos.EXHAUSTED | {errno.EINVAL}:
-        # NVIDIA's per-GPU maximum is not visible per VF before the create: say so for the PF
-        again = pick_vf(env, replace(m, parent=step.pf), sriov_vfs(env, step.pf) or [], set())
-        if again.problem:
-            return HookError(f"{again.problem}; VF {m.parent} refused it: {errnos.text(e)}")
-    if e.errno in errnos.EXHAUSTED:
-        avail = env.sysfs.available(m.parent, m.type)
-        return HookError(f"cannot create {describe(m)}: no free instance: the kernel said {errnos.text(e)} "
-                         f"(available_instances={avail}{in_use(env, m)})")
-    if e.errno == errno.EINVAL:
-        # we only ever write a canonical UUID: EINVAL is the driver refusing (NVIDIA's closed driver, e.g.)
-        return HookError(
-            f"cannot create {describe(m)}: the kernel said {errnos.text(e)}: the driver refused it "
-            f"(available_instances={env.sysfs.available(m.parent, m.type)}{in_use(env, m)}; on NVIDIA: no instance "
-            "left or another vGPU type already on this GPU); see dmesg"
-        )
-    return HookError(f"cannot create {describe(m)}: the kernel said {errnos.text(e)}: "
-                     f"{errnos.hint(errnos.CREATE_HINTS, e)}")
 
 
 def write_attrs(env: Env, m: ManagedDevice, log: Any) -> None:

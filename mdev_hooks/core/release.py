@@ -1,7 +1,7 @@
 """`release end` (and gc): clear exactly the devices the ledger says this hook made for a domain.
 
 Invariant: never touches a device the ledger does not give to this domain, nor one that is no longer what was
-made; every wait is bounded (lock_timeout, remove_timeout, nvidia_release_wait); idempotent.
+made; every wait is bounded (lock_timeout, remove_timeout, the kind's driver_wait); idempotent.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from collections.abc import Iterable
 
 from mdev_hooks.core.env import Env, elapsed_ms
 from mdev_hooks.core.faultpoint import reached
-from mdev_hooks.core.kinds import DeviceKind, kind_of, kind_of_key
+from mdev_hooks.core.kinds import DeviceKind, kind_of
 from mdev_hooks.core.ledger import Claim, CorruptClaim
 from mdev_hooks.core.locks import parent_locks
 from mdev_hooks.core.sriov import lock_name
+from mdev_hooks.domain import ManagedDevice
 from mdev_hooks.enums import ClaimState
 from mdev_hooks.errors import HookError
 from mdev_hooks.kernel import errnos
@@ -61,23 +62,25 @@ def _wait_gone(env: Env, kind: DeviceKind, key: str, timeout: float) -> bool:
         time.sleep(0.1)
 
 
-def release(domain_uuid: str, env: Env, keys: Iterable[str] = ()) -> None:
+def release(domain_uuid: str, env: Env, devices: Iterable[ManagedDevice] = ()) -> None:
     """Clear exactly the devices the ledger says this hook made for the domain. Idempotent.
 
-    `keys`: the devices the domain XML names as managed; one whose ledger entry is unreadable while its device
-    exists cannot be proven ours (nor another's): it is left in place and reported, never silently forgotten."""
+    `devices`: those the domain XML names as managed; one whose ledger entry is unreadable while its device exists
+    cannot be proven ours (nor another's): it is left in place and reported, never silently forgotten. (The kind
+    of an unreadable claim is the one the domain XML gives.)"""
     env.ledger.check_dir()  # a planted or foreign-writable state_dir must not decide what gets removed
     claims, problems = env.ledger.for_domain(domain_uuid)
     for p in problems:
         env.log.warning("ledger.unreadable", problem=p)
     unproven: list[str] = []
-    for key in keys:
+    for m in devices:
         try:
-            env.ledger.get(key)
+            env.ledger.get(m.key)
         except CorruptClaim as e:
-            if kind_of_key(key).current(env.sysfs, key) is not None:
-                env.log.error("mdev.ownership_unknown", mdev=key, problem=str(e))
-                unproven.append(f"left mdev {key} in place: {e}")
+            kind = kind_of(m.kind)
+            if kind.current(env.sysfs, m.key) is not None:
+                env.log.error("mdev.ownership_unknown", mdev=m.key, problem=str(e))
+                unproven.append(f"left {kind.noun} {m.key} in place: {e}")
     if not claims:
         env.log.debug("release.nothing_owned")
         if unproven:
@@ -88,13 +91,14 @@ def release(domain_uuid: str, env: Env, keys: Iterable[str] = ()) -> None:
             event = "mdev.would_remove" if c.state != ClaimState.ADOPTED else "mdev.would_unadopt"
             env.log.info(event, mdev=c.key, parent=c.parent, type=c.type, state=c.state)
         return
-    # NVIDIA's driver may remove the vGPU itself after the VM stops and breaks if someone removes it first:
+    # a vendor's driver may remove the device itself after the VM stops and break if someone removes it first:
     # wait for that OUTSIDE the lock so other domains on the parent are not held up.
     for c in claims:
         kind = kind_of(c.kind)
-        if c.state != ClaimState.ADOPTED and kind.waits_for_driver(env, c):
-            gone = _wait_gone(env, kind, c.key, env.cfg.nvidia_release_wait)
-            env.log.info("mdev.nvidia_wait", mdev=c.key, parent=c.parent, type=c.type, vanished=gone)
+        wait = kind.driver_wait(env, c) if c.state != ClaimState.ADOPTED else 0.0
+        if wait > 0:
+            gone = _wait_gone(env, kind, c.key, wait)
+            env.log.info(kind.events["driver_waited"], mdev=c.key, parent=c.parent, type=c.type, vanished=gone)
     failures: list[str] = []
     locks = (c.pf or lock_name(env, c.parent) for c in claims)
     with parent_locks(env.cfg.lock_dir, locks, env.cfg.lock_timeout, env.log):
@@ -119,9 +123,10 @@ def release_one(env: Env, c: Claim) -> str | None:
         drop(env, c.key)
         log.info(ev["unadopted"], reason="adopted at prepare, left in place", duration_ms=elapsed_ms(t0))
         return None
-    problem = kind.not_clearable(env, c)
-    if problem:
-        log.error(ev["clear_failed"], reason="no nvidia/current_vgpu_type", duration_ms=elapsed_ms(t0))
+    refused = kind.not_clearable(env, c)
+    if refused:
+        reason, problem = refused
+        log.error(ev["clear_failed"], reason=reason, duration_ms=elapsed_ms(t0))
         return problem
     dev = kind.current(env.sysfs, c.key)
     if dev is None:

@@ -23,13 +23,16 @@ class NvidiaFiles(PciFiles):
         return self.inside(path) if os.path.lexists(path) else None
 
     @readout(False)
-    def is_vgpu_vf(self, vf: str) -> bool:
-        """True if `vf` is a PCI device with nvidia/current_vgpu_type (bound to the nvidia driver)."""
+    def takes_vgpu_type(self, vf: str) -> bool:
+        """True if a vGPU type can be set on `vf` now: it has nvidia/current_vgpu_type (a VF bound to the nvidia
+        driver). The question the nvidia_vf kind asks of the VF it writes."""
         return self.vgpu_file(vf, "current_vgpu_type") is not None
 
     @readout(False)
-    def is_nvidia_vendor_vfio(self, name: str) -> bool:
-        """True for a VF with nvidia/creatable_vgpu_types, or its PF."""
+    def on_nvidia_vendor_interface(self, name: str) -> bool:
+        """True if `name` is a VF of NVIDIA's vendor-specific vGPU interface (it lists nvidia/creatable_vgpu_types,
+        whatever driver holds it now) or the PF of one: not an mdev parent, whatever else it is. The question the
+        mdev kind asks of a parent it cannot find."""
         return any(self.vgpu_file(dev, "creatable_vgpu_types") for dev in (name, *self.vfs(name)))
 
     def current_vgpu_type(self, vf: str) -> str | None:
@@ -55,7 +58,7 @@ class NvidiaFiles(PciFiles):
     def vgpu_vfs(self) -> list[str]:
         """Every PCI device with nvidia/current_vgpu_type, in address order (for status)."""
         names = os.listdir(self.path("bus", "pci", "devices"))
-        return sorted((n for n in names if is_valid_name(n) and self.is_vgpu_vf(n)), key=pci_order)
+        return sorted((n for n in names if is_valid_name(n) and self.takes_vgpu_type(n)), key=pci_order)
 
     def set_vgpu_type(self, vf: str, type_id: str) -> None:
         """One write() of the id ("0" clears), no newline, as NVIDIA's vgpu-device-manager writes it."""

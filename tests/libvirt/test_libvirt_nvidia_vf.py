@@ -91,8 +91,8 @@ def test_type_set_at_prepare_and_cleared_at_release(lab: Lab, named: str, style:
     assert ws[0]["t1"] <= ws[1]["t0"]
     assert current(lab.fs, VF0) == "0" and creatable(lab.fs, VF1) == [FULL, SLICE]  # the GPU is free again
     assert _ledger(lab) == []
-    sets = [(e["vf"], e["pf"], e["type"]) for e in lab.log.since(lmark, "vgpu.set", name)]
-    cleared = [(e["vf"], e["pf"], e["type"]) for e in lab.log.since(lmark, "vgpu.cleared", name)]
+    sets = [(e["vf"], e["pf"], e["type"]) for e in lab.log.since(lmark, "nvidia_vf.set", name)]
+    cleared = [(e["vf"], e["pf"], e["type"]) for e in lab.log.since(lmark, "nvidia_vf.cleared", name)]
     assert sets == cleared == [(VF0, PF, FULL)]
     lvlab.EVIDENCE.append(
         f"[{lab.layout}] nvidia-vf naming {'PF' if named == PF else 'VF'}, metadata {style}: libvirt "

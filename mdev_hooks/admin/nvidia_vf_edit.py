@@ -1,5 +1,5 @@
 """`mdev-hooks add VM --vf VF --type ID` and `drop VM --vf VF`: an NVIDIA vGPU 17+ (kind="nvidia-vf") in a
-domain's XML: a managed PCI hostdev on the VF plus its metadata entry. core/nvidia_vf.py is the hook's side.
+domain's XML: a managed PCI hostdev on the VF plus its metadata entry. core/kinds/nvidia_vf.py is the hook's side.
 
 Invariant: the admin names the VF (never picked here: the hostdev's address is what qemu gets); the entry names the
 PF only when the hook's own binding of entries to VFs would give it this VF.
@@ -17,20 +17,20 @@ from lxml import etree
 from mdev_hooks.core import plan
 from mdev_hooks.core.env import Env
 from mdev_hooks.core.kinds import owned_elsewhere
-from mdev_hooks.domain import ManagedDevice
+from mdev_hooks.domain import ManagedDevice, domain_uuid
 from mdev_hooks.enums import ClaimState, Kind
 from mdev_hooks.errors import HookError
 from mdev_hooks.kernel import Sysfs
-from mdev_hooks.names import canonical_uuid, check_vgpu_type
+from mdev_hooks.names import check_vgpu_type
 
 
-def _vgpu_pf(sysfs: Sysfs, vf: str) -> str:
+def _pf_of_vf(sysfs: Sysfs, vf: str) -> str:
     """The PF of `vf` ("" if it has no physfn link); HookError unless `vf` has nvidia/current_vgpu_type."""
-    if sysfs.is_vgpu_vf(vf):
+    if sysfs.takes_vgpu_type(vf):
         return sysfs.physfn(vf) or ""
     vfs = sysfs.vfs(vf)
     if vfs:  # the admin named the GPU: say which VFs there are (never pick one: the hostdev address is theirs)
-        listed = [v for v in vfs if sysfs.is_vgpu_vf(v)] or vfs
+        listed = [v for v in vfs if sysfs.takes_vgpu_type(v)] or vfs
         more = ", ..." if len(listed) > 8 else ""
         raise HookError(f"--vf {vf} is a physical function, not a VF: choose one of its VFs "
                         f"({', '.join(listed[:8])}{more}; `mdev-hooks types --parent {vf}` shows what each can take "
@@ -44,7 +44,7 @@ def _vgpu_pf(sysfs: Sysfs, vf: str) -> str:
                     "driver)")
 
 
-def _vgpu_parents(given: str | None, vf: str, pf: str) -> list[str]:
+def _entry_parents(given: str | None, vf: str, pf: str) -> list[str]:
     """What the metadata entry may name as parent, best first: --parent if given (the VF's PF or the VF itself),
     else the PF (reads best: the GPU, as `types` shows it), then the VF itself."""
     if given is None:
@@ -56,16 +56,16 @@ def _vgpu_parents(given: str | None, vf: str, pf: str) -> list[str]:
     return [parent]
 
 
-def _vgpu_bound(xml: bytes, env: Env, vf: str) -> ManagedDevice | None:
+def _bound(xml: bytes, env: Env, vf: str) -> ManagedDevice | None:
     """The vGPU the hook would set on `vf` for this domain XML (its own parse and binding of entries to VFs)."""
     from mdev_hooks import domain, mdevctl
 
     parsed = plan.resolve(domain.parse(xml, *mdevctl.lookup(env.cfg.mdevctl_dir)), env)
-    return next((m for m in parsed.devices if m.kind == Kind.NVIDIA_VF and m.key == vf), None)
+    return next((m for m in parsed.devices if m.key == vf and m.kind is Kind.NVIDIA_VF), None)
 
 
-def _vgpu_binding_problem(xml: bytes, env: Env, vf: str, parent: str, type_id: str) -> str | None:
-    got = _vgpu_bound(xml, env, vf)
+def _binding_problem(xml: bytes, env: Env, vf: str, parent: str, type_id: str) -> str | None:
+    got = _bound(xml, env, vf)
     if got is not None and ((got.mapped_from or got.parent), got.type) == (parent, type_id):
         return None
     other = f"another entry of this domain (parent {got.mapped_from or got.parent}, type {got.type})" if got \
@@ -74,7 +74,7 @@ def _vgpu_binding_problem(xml: bytes, env: Env, vf: str, parent: str, type_id: s
             "its VFs in document order")
 
 
-def _vgpu_edit(root: etree._Element, env: Env, vf: str, type_id: str,
+def _nvidia_vf_edit(root: etree._Element, env: Env, vf: str, type_id: str,
                parents: list[str]) -> tuple[etree._Element, str, list[str]]:
     """A copy of the domain with the VF's hostdev and an entry naming the first of `parents` that the admin's policy
     allows and that the hook would bind to this VF; also why the parents before it were passed over."""
@@ -86,7 +86,7 @@ def _vgpu_edit(root: etree._Element, env: Env, vf: str, type_id: str,
         if problem is None:
             edited = copy.deepcopy(root)
             domedit.add_vgpu(edited, vf, parent, type_id)
-            problem = _vgpu_binding_problem(domedit.serialize(edited), env, vf, parent, type_id)
+            problem = _binding_problem(domedit.serialize(edited), env, vf, parent, type_id)
             if problem is None:
                 return edited, parent, problems
         problems.append(problem)
@@ -137,22 +137,22 @@ def add(args: argparse.Namespace, virsh: Any, env: Env, running: Callable[[], An
 
     type_id = check_vgpu_type(args.type, "--type")
     sysfs, vf = env.sysfs, args.vf
-    pf = _vgpu_pf(sysfs, vf)
-    parents = _vgpu_parents(args.parent, vf, pf)
+    pf = _pf_of_vf(sysfs, vf)
+    parents = _entry_parents(args.parent, vf, pf)
     root = domedit.parse(virsh.dumpxml_inactive(args.domain))
     name = domedit.domain_name(root) or args.domain
-    dom_uuid = canonical_uuid(domedit.domain_uuid(root), "domain <uuid>")
+    dom_uuid = domain_uuid(root)
 
     claim = env.ledger.get(vf)
     if claim is not None and claim.domain_uuid != dom_uuid:
         raise HookError(owned_elsewhere(Kind.NVIDIA_VF, vf, claim) + "; choose another VF")
     mine = claim is not None
     current = _vgpu_current(sysfs, vf, type_id, mine)
-    edited, parent, passed_over = _vgpu_edit(root, env, vf, type_id, parents)
+    edited, parent, passed_over = _nvidia_vf_edit(root, env, vf, type_id, parents)
     virsh.define(domedit.serialize(edited))
     # read it back as the hook will see it: libvirt must have kept the managed PCI hostdev and the entry, and the
     # hook's binding must still give this VF that entry
-    if _vgpu_binding_problem(virsh.dumpxml_inactive(dom_uuid), env, vf, parent, type_id):
+    if _binding_problem(virsh.dumpxml_inactive(dom_uuid), env, vf, parent, type_id):
         raise HookError(f"defined domain {name}, but libvirt's XML does not show the managed PCI hostdev of VF {vf} "
                         f"with its {Kind.NVIDIA_VF} metadata entry; check `virsh dumpxml --inactive`")
     type_name = _vgpu_type_name(sysfs, [vf, *sysfs.vfs(pf)] if pf else [vf], type_id)
@@ -173,7 +173,7 @@ def drop(args: argparse.Namespace, virsh: Any, env: Env, root: etree._Element, n
 
     vf = args.vf
     try:  # which entry naming a PF is this VF's: the hook's own binding says
-        got = _vgpu_bound(domedit.serialize(root), env, vf)
+        got = _bound(domedit.serialize(root), env, vf)
     except HookError:  # e.g. two entries name the VF: removing them is what drop is for
         got = None
     bound = ((got.mapped_from or got.parent), got.type) if got is not None else None
@@ -197,6 +197,3 @@ def drop(args: argparse.Namespace, virsh: Any, env: Env, root: etree._Element, n
         else:
             print(f"the ledger says the hook set vGPU type {claim.type} on VF {vf} for domain {name}: it stays set "
                   "until the domain stops, then the hook writes 0")
-
-
-# -- the parser --------------------------------------------------------------------------------------------------
