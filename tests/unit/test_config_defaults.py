@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.common import REPO
 
 from mdev_hooks import config
 from mdev_hooks.admin import manpage
@@ -18,7 +19,6 @@ from mdev_hooks.admin.cli import build_parser
 from mdev_hooks.admin.install_cmd import DEFAULT_CONFIG_SOURCE, default_config_text
 from mdev_hooks.config import Config, load
 
-REPO = Path(__file__).resolve().parents[2]
 KEYS = [f.name for f in dataclasses.fields(Config) if f.name != "path"]
 DEFAULTS = Config()
 # `# key = value`, `# [table]` (a commented setting: one space after `#`, a key, ` = `)
@@ -54,7 +54,7 @@ def check_line(key: str, line: str, where: str, tmp_path: Path) -> str | None:
 def differences(text: str, tmp_path: Path, name: str = "share/config.toml") -> list[str]:
     """Every way the commented config `text` differs from Config(): a wrong default, a key twice, a key missing."""
     settings = commented_settings(text)
-    found = [why for number, key, line in settings if key != "parents"
+    found = [why for number, key, line in settings
              if (why := check_line(key, line, f"{name}:{number}", tmp_path))]
     seen = [key for _, key, _ in settings]
     found += [f"{name}: `{key}` is commented {seen.count(key)} times" for key in KEYS if seen.count(key) > 1]
