@@ -263,7 +263,7 @@ write_config() { # extra TOML lines
     mkdir -p /etc/mdev-hooks
     {
         echo "# mdev-hooks e2e: defaults (sysfs_root=/sys, state_dir=/run/mdev-hooks,"
-        echo "# lock_dir=/run/lock/mdev-hooks, log_file=/var/log/mdev-hooks.log)"
+        echo "# lock_dir=/run/mdev-hooks/locks, log_file=/var/log/mdev-hooks.log)"
         printf '%s\n' "$@"
     } > "$CONFIG"
 }
