@@ -33,8 +33,11 @@ ok "the venv's hook ($(head -n1 "$HOOK")) created and removed $U"
 "$VENV/bin/mdev-hooks" uninstall > "$SCRATCH/l-uninstall" 2>&1 \
     || fail "mdev-hooks uninstall failed: $(cat "$SCRATCH/l-uninstall")"
 [ ! -e "$HOOK" ] || fail "mdev-hooks uninstall left $HOOK"
-rm -f /usr/local/bin/mdev-hooks
-ok "mdev-hooks uninstall removed $HOOK"
+for f in /etc/logrotate.d/mdev-hooks /usr/share/man/man8/mdev-hooks.8 /usr/share/bash-completion/completions/mdev-hooks; do
+    [ ! -e "$f" ] || fail "mdev-hooks uninstall left $f"
+done
+rm -f /usr/local/bin/mdev-hooks "$CONFIG"   # the config this scenario edited (uninstall keeps an edited one)
+ok "mdev-hooks uninstall removed $HOOK, the man page, the completion and the logrotate snippet"
 
 cp "$DEB" /tmp/
 DEBIAN_FRONTEND=noninteractive apt-get install -y "/tmp/$(basename "$DEB")" > "$OUT/l-reinstall.log" 2>&1 \
