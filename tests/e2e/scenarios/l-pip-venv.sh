@@ -33,7 +33,8 @@ ok "the venv's hook ($(head -n1 "$HOOK")) created and removed $U"
 "$VENV/bin/mdev-hooks" uninstall > "$SCRATCH/l-uninstall" 2>&1 \
     || fail "mdev-hooks uninstall failed: $(cat "$SCRATCH/l-uninstall")"
 [ ! -e "$HOOK" ] || fail "mdev-hooks uninstall left $HOOK"
-for f in /etc/logrotate.d/mdev-hooks /usr/share/man/man8/mdev-hooks.8 /usr/share/bash-completion/completions/mdev-hooks; do
+for f in /etc/logrotate.d/mdev-hooks /usr/local/share/man/man8/mdev-hooks.8 \
+    /usr/local/share/bash-completion/completions/mdev-hooks; do
     [ ! -e "$f" ] || fail "mdev-hooks uninstall left $f"
 done
 rm -f /usr/local/bin/mdev-hooks "$CONFIG"   # the config this scenario edited (uninstall keeps an edited one)
