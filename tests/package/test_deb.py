@@ -29,7 +29,7 @@ EXPECTED_FILES = {
     "usr/share/bash-completion/completions/mdev-hooks",
     "usr/share/man/man8/mdev-hooks.8.gz",
     "usr/share/doc/mdev-hooks/copyright",
-    "usr/share/doc/mdev-hooks/CHANGELOG.md",
+    "usr/share/doc/mdev-hooks/CHANGELOG.md.gz",  # over 4 kB: dh_compress compresses it (Debian policy 12.3)
     "usr/share/doc/mdev-hooks/changelog.gz",
 }
 
@@ -39,10 +39,12 @@ import argparse, importlib, json, sys
 mod, _, func = sys.argv[1].partition(":")
 parser = getattr(importlib.import_module(mod), func)()
 sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+def shown(a):  # as argparse shows a positional: its metavar, else {its,choices}, else its dest
+    return a.metavar or ("{" + ",".join(map(str, a.choices)) + "}" if a.choices else a.dest)
 print(json.dumps({
     "top": [s for a in parser._actions for s in a.option_strings],
     "commands": {name: {"options": [s for a in p._actions for s in a.option_strings],
-                        "positionals": [a.metavar or a.dest for a in p._actions if not a.option_strings]}
+                        "positionals": [shown(a) for a in p._actions if not a.option_strings]}
                  for name, p in sub.choices.items()},
 }))
 """
