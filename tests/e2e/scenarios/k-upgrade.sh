@@ -26,7 +26,7 @@ apt_k() { # NAME APT-ARGS...: apt-get -y, its output in $OUT/k-NAME.log and show
     return $rc
 }
 version() { dpkg-query -W -f='${Version}' mdev-hooks 2>/dev/null; }
-claim_of() { grep -rliF -- "$1" "$STATE_DIR" --include='*.json' 2>/dev/null | head -n1; }
+claim_of() { grep -rliF -- "$1" "$STATE_DIR" --include='*.json' 2>/dev/null | head -n1 || true; }
 still_runs() { # NAME PID UUID: the domain runs with the same qemu, and its device exists
     [ "$(dom_state "$1")" = paused ] || fail "$1 is '$(dom_state "$1")', expected paused"
     [ "$(qemu_pid "$1")" = "$2" ] && kill -0 "$2" || fail "$1's qemu (pid $2) is gone"
