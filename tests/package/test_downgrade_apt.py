@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 
 import pytest
 from debchroot import Chroot
-from debpkg import Built, cannot_run, released_deb, require_root_and_apt
+from debpkg import Built, released_deb
 
 pytestmark = pytest.mark.package
 
@@ -24,19 +23,6 @@ APT = "apt-get -o DPkg::Lock::Timeout=600 -y --no-install-recommends"
 # 0.2.0's reader, as its hook releases a claim: Claim(**data) fails on any field it does not know
 READ_020 = ("/usr/bin/python3 -c 'import json, sys; from mdev_hooks.core.ledger import Claim; "
             "print(Claim(**json.load(open(sys.argv[1]))))' ")
-
-
-@pytest.fixture
-def chroot(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chroot]:
-    require_root_and_apt()
-    if shutil.which("unshare") is None:
-        cannot_run("needs unshare (util-linux)")
-    root = Chroot(str(tmp_path_factory.mktemp("chroot") / "root"))
-    os.makedirs(root.path("/tmp/pkg"), exist_ok=True)
-    shutil.copy(built.deb, root.path("/tmp/pkg/new.deb"))
-    shutil.copy(released_deb(OLD, CACHE), root.path("/tmp/pkg/old.deb"))
-    yield root
-    root.remove()
 
 
 def _claim(extra: dict[str, object]) -> str:
@@ -56,6 +42,8 @@ def _version(chroot: Chroot) -> str:
 
 
 def test_upgrade_from_0_2_0_then_downgrade_refused_or_made_safe(chroot: Chroot, built: Built) -> None:
+    shutil.copy(built.deb, chroot.path("/tmp/pkg/new.deb"))
+    shutil.copy(released_deb(OLD, CACHE), chroot.path("/tmp/pkg/old.deb"))
     chroot.run(f"{APT} install /tmp/pkg/old.deb")
     assert _version(chroot) == f"{OLD} ii"
     chroot.run(_claim({}))  # as 0.2.0 writes it: format 1
