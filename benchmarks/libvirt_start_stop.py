@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+# lvlab, and tests/support whose domain-XML builder lvlab uses
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "libvirt"))
 import lvlab
 

@@ -1,6 +1,6 @@
 """mdev-hooks: a libvirt qemu hook that creates managed mediated devices before a VM starts.
 
-Keep this module free of imports: the hook's launcher imports the package on every VM operation.
+Invariant: this module imports nothing (the hook's launcher imports the package on every VM operation).
 """
 
 __version__ = "0.3.0"  # the one place: pyproject reads it, build-deb and CHANGELOG.md follow it

@@ -6,6 +6,9 @@ mdevctl 1.2 keeps one JSON file per defined device, ``<mdevctl_dir>/<parent>/<uu
 as a list of single-key objects in the order they are written. The UUID comes from the domain XML (canonical,
 validated) and every other path component is checked: parent directory names are valid names and real
 directories, the definition is a regular file (not a symlink), read with a bounded size.
+
+Invariant: files only, read-only: nothing here runs mdevctl or writes under mdevctl_dir, and no path is opened
+before each of its components is checked.
 """
 
 from __future__ import annotations

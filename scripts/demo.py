@@ -331,6 +331,8 @@ def main(argv: list[str]) -> int:
     else:
         print("demo: the cleanup failed (above): check `mount | grep fuse`, /etc/libvirt/hooks, /etc/mdev-hooks, "
               "`pgrep libvirtd`", file=sys.stderr)
+    print("demo: to see a VM that really runs with its mdev (a real kernel with the mtty sample, in a TCG guest; "
+          "minutes): bash scripts/demo --real")
     return st.rc
 
 

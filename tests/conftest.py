@@ -31,8 +31,13 @@ def fakesysfs(tmp_path: Path) -> Iterator[Callable[..., FakeSysfs]]:
 # ---- end fakesysfs -------------------------------------------------------------------------------------------------
 
 
-# ---- faults: one fault matrix for test_faults_mdev.py and test_faults_nvidia_vf.py (owner: tests/support) ----------
+# ---- worlds: the fault matrix, the mdev fault world and the CLI world (owner: tests/support) ------------------------
+import functools  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
+
+from support.cliworld import World  # noqa: E402
 from support.faultmatrix import MATRIX, Matrix  # noqa: E402
+from support.faultworld import MdevWorld, make_world  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +45,19 @@ def matrix() -> Iterator[Matrix]:
     """docs/fault-matrix.md is rewritten at the end of a session that measured every row, with no leak."""
     yield MATRIX
     MATRIX.write()
+
+
+@pytest.fixture
+def mdev_world(fakesysfs: Callable[..., FakeSysfs], tmp_path: Path) -> Iterator[Callable[..., MdevWorld]]:
+    """Factory of the mdev fault world: mdev_world(before=fn, background=True) (support.faultworld.make_world)."""
+    with ExitStack() as stacks:
+        yield functools.partial(make_world, fakesysfs, tmp_path, stacks)
+
+
+@pytest.fixture
+def cli_world(fakesysfs: Callable[..., FakeSysfs], tmp_path: Path) -> World:
+    """The fake (GVT-g, mtty, T4), the hook's config and a fake virsh, for test_cli_*.py (support.cliworld)."""
+    return World(fakesysfs(["intel-gvtg", "mtty-sample", "nvidia-tesla-t4"]), tmp_path)
 
 
 # ---- end faults ----------------------------------------------------------------------------------------------------

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.asserts import one_line
 from support.attrxml import xml
-from support.common import AP, AP_TYPE, DOM1, DOM2, one_line, uid, user_writes
 from support.common import cli_without_virsh as cli
+from support.common import user_writes
 from support.hookrun import HookEnv
+from support.ids import AP_MATRIX, AP_PASSTHROUGH, DOM_A, DOM_B, uid
 
 
 @pytest.fixture
@@ -26,7 +28,7 @@ def test_attrs_written_in_document_order_after_create(ap: tuple[Any, HookEnv], p
     fs, h = ap
     u = uid()
     attrs = [("assign_adapter", "5"), ("assign_domain", "0x4"), ("assign_control_domain", "4")]
-    doc = xml("guest1", DOM1, [(u, AP, AP_TYPE, attrs)], prefixed=prefixed)
+    doc = xml("guest1", DOM_A, [(u, AP_MATRIX, AP_PASSTHROUGH, attrs)], prefixed=prefixed)
     r = h.run("guest1", "prepare", "begin", doc)
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
     assert user_writes(fs) == [("create", "create", repr(u.encode()), "ok"),
@@ -56,7 +58,7 @@ def test_attrs_written_in_document_order_after_create(ap: tuple[Any, HookEnv], p
 def test_attr_refused_by_kernel_removes_the_device_and_names_attr_value_errno(ap: tuple[Any, HookEnv]) -> None:
     fs, h = ap
     u = uid()
-    doc = xml("guest1", DOM1, [(u, AP, AP_TYPE, [("assign_adapter", "5"), ("assign_domain", "300"),
+    doc = xml("guest1", DOM_A, [(u, AP_MATRIX, AP_PASSTHROUGH, [("assign_adapter", "5"), ("assign_domain", "300"),
                                                  ("assign_control_domain", "4")])])
     r = h.run("guest1", "prepare", "begin", doc)
     assert r.returncode == 1 and r.stdout == b""
@@ -76,11 +78,11 @@ def test_apqn_of_another_mdev_is_ebusy_and_only_the_new_device_goes(ap: tuple[An
     fs, h = ap
     a, b = uid(), uid()
     apqn = [("assign_adapter", "3"), ("assign_domain", "7")]
-    assert h.run("g1", "prepare", "begin", xml("g1", DOM1, [(a, AP, AP_TYPE, apqn)])).returncode == 0
-    r = h.run("g2", "prepare", "begin", xml("g2", DOM2, [(b, AP, AP_TYPE, apqn)]))
+    assert h.run("g1", "prepare", "begin", xml("g1", DOM_A, [(a, AP_MATRIX, AP_PASSTHROUGH, apqn)])).returncode == 0
+    r = h.run("g2", "prepare", "begin", xml("g2", DOM_B, [(b, AP_MATRIX, AP_PASSTHROUGH, apqn)]))
     err = one_line(r.stderr)
     assert r.returncode == 1 and f"mdev {b}" in err and "assign_domain=7" in err and "EBUSY" in err
-    assert fs.devices() == {a: (AP, AP_TYPE)}
+    assert fs.devices() == {a: (AP_MATRIX, AP_PASSTHROUGH)}
     assert [e["uuid"] for e in fs.journal() if e["op"] == "remove"] == [b]
 
 
@@ -89,7 +91,8 @@ def test_attr_the_device_does_not_have_is_refused_before_any_write_to_it(ap: tup
                                                                         name: str) -> None:
     fs, h = ap
     u = uid()
-    r = h.run("g1", "prepare", "begin", xml("g1", DOM1, [(u, AP, AP_TYPE, [("assign_adapter", "1"), (name, "1")])]))
+    attrs = [("assign_adapter", "1"), (name, "1")]
+    r = h.run("g1", "prepare", "begin", xml("g1", DOM_A, [(u, AP_MATRIX, AP_PASSTHROUGH, attrs)]))
     err = one_line(r.stderr)
     assert r.returncode == 1 and f"no writable attribute {name}" in err and "assign_domain" in err  # what it has
     # every name is checked right after create, before the first value is written (issue 12): no assign_adapter
@@ -110,7 +113,7 @@ def test_bad_attr_names_and_values_fail_before_any_write(ap: tuple[Any, HookEnv]
                                                          expected: str) -> None:
     fs, h = ap
     u = uid()
-    r = h.run("g1", "prepare", "begin", xml("g1", DOM1, [(u, AP, AP_TYPE, [(name, value)])]))
+    r = h.run("g1", "prepare", "begin", xml("g1", DOM_A, [(u, AP_MATRIX, AP_PASSTHROUGH, [(name, value)])]))
     assert r.returncode == 1 and expected in one_line(r.stderr), r.stderr
     assert user_writes(fs) == [] and h.ledger() == []
 
@@ -118,14 +121,14 @@ def test_bad_attr_names_and_values_fail_before_any_write(ap: tuple[Any, HookEnv]
 def test_plan_shows_attrs_and_adopted_device_gets_none(ap: tuple[Any, HookEnv], tmp_path: Path) -> None:
     fs, h = ap
     new, old = uid(), uid()
-    fs.create_external(AP, AP_TYPE, old)
-    doc = xml("g1", DOM1, [(new, AP, AP_TYPE, [("assign_adapter", "5"), ("assign_domain", "4")]),
-                           (old, AP, AP_TYPE, [("assign_adapter", "6")])])
+    fs.create_external(AP_MATRIX, AP_PASSTHROUGH, old)
+    doc = xml("g1", DOM_A, [(new, AP_MATRIX, AP_PASSTHROUGH, [("assign_adapter", "5"), ("assign_domain", "4")]),
+                           (old, AP_MATRIX, AP_PASSTHROUGH, [("assign_adapter", "6")])])
     path = tmp_path / "g1.xml"
     path.write_bytes(doc)
     r = cli(h, "plan", str(path))
     assert r.returncode == 0, r.stderr
-    assert (f"create mdev {new}: write it to {fs.create_path(AP, AP_TYPE)}; then write, in this order, "
+    assert (f"create mdev {new}: write it to {fs.create_path(AP_MATRIX, AP_PASSTHROUGH)}; then write, in this order, "
             f"assign_adapter=5, assign_domain=4 into {fs.root}/bus/mdev/devices/{new}/") in r.stdout
     assert f"use the existing mdev {old} as it is" in r.stdout
     assert "its <attr> values (assign_adapter=6) are NOT written: the device exists" in r.stdout
@@ -142,7 +145,7 @@ def test_plan_shows_attrs_and_adopted_device_gets_none(ap: tuple[Any, HookEnv], 
 def test_attrs_dry_run_writes_nothing(ap: tuple[Any, HookEnv]) -> None:
     fs, h = ap
     u = uid()
-    r = h.run("g1", "prepare", "begin", xml("g1", DOM1, [(u, AP, AP_TYPE, [("assign_adapter", "5")])]),
+    r = h.run("g1", "prepare", "begin", xml("g1", DOM_A, [(u, AP_MATRIX, AP_PASSTHROUGH, [("assign_adapter", "5")])]),
               MDEV_HOOKS_DRY_RUN="1")
     assert r.returncode == 0 and user_writes(fs) == []
     assert [(e["attr"], e["value"]) for e in h.events() if e["event"] == "mdev.would_write_attr"] == [
@@ -152,7 +155,7 @@ def test_attrs_dry_run_writes_nothing(ap: tuple[Any, HookEnv]) -> None:
 def test_hook_killed_between_attrs_leaves_enough_for_release(ap: tuple[Any, HookEnv]) -> None:
     fs, h = ap
     u = uid()
-    doc = xml("g1", DOM1, [(u, AP, AP_TYPE, [("assign_adapter", "5"), ("assign_domain", "4")])])
+    doc = xml("g1", DOM_A, [(u, AP_MATRIX, AP_PASSTHROUGH, [("assign_adapter", "5"), ("assign_domain", "4")])])
     r = h.run("g1", "prepare", "begin", doc, MDEV_HOOKS_TEST_KILL_AT="attr_written")
     assert r.returncode == -9
     assert [n for _, n, _, _ in user_writes(fs)] == ["create", "assign_adapter"]

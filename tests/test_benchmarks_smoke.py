@@ -4,12 +4,10 @@ is the real run."""
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from support.hookrun import require_fuse
+from support.hookrun import REPO, require_fuse
 
-REPO = Path(__file__).resolve().parent.parent
 KEYS = {"noop_ratio", "big_noop_ratio", "managed_ratio", "parallel_ratio", "serial_ratio", "leaks"}
 
 

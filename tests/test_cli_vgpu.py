@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 from lxml import etree
+from support.asserts import one_line
 from support.cliworld import PLAIN, World, canonical
-from support.common import CLI, DOM2, one_line, uid
-from support.vgpu import FULL, PF, SLICE, VF0, VF1, VF2, current, pci_hostdev, vf_xml, vgpu_writes
+from support.common import CLI
+from support.ids import DOM_B, H200_1414, H200_1428, PF, VF0, VF1, VF2, uid
+from support.nvidia_vf import current, pci_hostdev, vf_xml, vgpu_writes
 
 from mdev_hooks import domain
 from mdev_hooks.domain import ManagedDevice
@@ -57,14 +59,14 @@ def start_and_stop(w: World, name: str, xml: bytes, vf: str, type_id: str) -> No
 
 
 def test_add_vf_only_names_the_pf_and_the_hook_sets_then_clears_it(h200: World) -> None:
-    r = h200.cli("add", "plain", "--vf", VF0, "--type", SLICE)
+    r = h200.cli("add", "plain", "--vf", VF0, "--type", H200_1414)
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert r.stdout.splitlines() == [
-        f"added NVIDIA vGPU type {SLICE} ({SLICE_NAME}) on VF {VF0} of PF {PF} to domain plain",
-        f"VF {VF0} can take type {SLICE} now"]
+        f"added NVIDIA vGPU type {H200_1414} ({SLICE_NAME}) on VF {VF0} of PF {PF} to domain plain",
+        f"VF {VF0} can take type {H200_1414} now"]
     xml = defined(h200)
     parsed = domain.parse(xml)
-    assert (parsed.vf_entries, parsed.pci_hostdevs, parsed.devices) == ([entry(PF, SLICE)], [VF0], [])
+    assert (parsed.vf_entries, parsed.pci_hostdevs, parsed.devices) == ([entry(PF, H200_1414)], [VF0], [])
     [hostdev] = etree.fromstring(xml).iterfind("devices/hostdev")
     assert dict(hostdev.attrib) == {"mode": "subsystem", "type": "pci", "managed": "yes"}
     address = hostdev.find("source/address")
@@ -72,34 +74,34 @@ def test_add_vf_only_names_the_pf_and_the_hook_sets_then_clears_it(h200: World) 
     assert dict(address.attrib) == {"domain": "0x0000", "bus": "0x41", "slot": "0x00", "function": "0x4"}
     assert [c[2] for c in h200.calls()] == ["dumpxml", "define", "dumpxml", "list"]
     assert h200.cli("plan", "-", stdin=xml).returncode == 0
-    start_and_stop(h200, "plain", xml, VF0, SLICE)
+    start_and_stop(h200, "plain", xml, VF0, H200_1414)
 
 
 @pytest.mark.parametrize("parent", [PF, VF1])
 def test_add_with_parent_names_it(h200: World, parent: str) -> None:
-    r = h200.cli("add", "plain", "--vf", VF1, "--type", FULL, "--parent", parent)
+    r = h200.cli("add", "plain", "--vf", VF1, "--type", H200_1428, "--parent", parent)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith(f"added NVIDIA vGPU type {FULL} (NVIDIA H200X-141C) on VF {VF1} of PF {PF} to "
+    assert r.stdout.startswith(f"added NVIDIA vGPU type {H200_1428} (NVIDIA H200X-141C) on VF {VF1} of PF {PF} to "
                                "domain plain\n")
     parsed = domain.parse(defined(h200))
-    assert (parsed.vf_entries, parsed.pci_hostdevs) == ([entry(parent, FULL)], [VF1])
-    start_and_stop(h200, "plain", defined(h200), VF1, FULL)
+    assert (parsed.vf_entries, parsed.pci_hostdevs) == ([entry(parent, H200_1428)], [VF1])
+    start_and_stop(h200, "plain", defined(h200), VF1, H200_1428)
 
 
 def test_add_names_the_vf_when_the_pf_would_bind_another_entry(h200: World) -> None:
     # an entry naming the PF without its hostdev (unused): naming the PF again, the hook would give VF0 that one
-    define(h200, "ml1", vf_xml("ml1", DOM2, [(PF, FULL)], []))
-    r = h200.cli("add", "ml1", "--vf", VF0, "--type", SLICE, "--parent", PF)
+    define(h200, "ml1", vf_xml("ml1", DOM_B, [(PF, H200_1428)], []))
+    r = h200.cli("add", "ml1", "--vf", VF0, "--type", H200_1414, "--parent", PF)
     assert r.returncode == 1
     err = one_line(r.stderr)
-    assert f"the hook would give VF {VF0} another entry of this domain (parent {PF}, type {FULL})" in err
+    assert f"the hook would give VF {VF0} another entry of this domain (parent {PF}, type {H200_1428})" in err
     assert f"(--parent {VF0} names the VF itself)" in err and "define" not in [c[2] for c in h200.calls()]
-    r = h200.cli("add", "ml1", "--vf", VF0, "--type", SLICE)
+    r = h200.cli("add", "ml1", "--vf", VF0, "--type", H200_1414)
     assert r.returncode == 0, r.stderr
     assert "note: the metadata entry names the VF itself, not its PF: with an entry naming parent" in r.stdout
     parsed = domain.parse(defined(h200, "ml1"))
-    assert parsed.vf_entries == [entry(PF, FULL), entry(VF0, SLICE)]
-    start_and_stop(h200, "ml1", defined(h200, "ml1"), VF0, SLICE)
+    assert parsed.vf_entries == [entry(PF, H200_1428), entry(VF0, H200_1414)]
+    start_and_stop(h200, "ml1", defined(h200, "ml1"), VF0, H200_1414)
 
 
 def _policy(w: World) -> None:
@@ -107,11 +109,11 @@ def _policy(w: World) -> None:
 
 
 def _other_domain_owns_vf0(w: World) -> None:
-    assert w.hook.run("other", "prepare", "begin", vf_xml("other", DOM2, [(VF0, SLICE)], [VF0])).returncode == 0
+    assert w.hook.run("other", "prepare", "begin", vf_xml("other", DOM_B, [(VF0, H200_1414)], [VF0])).returncode == 0
 
 
 def _set_by_someone_else(w: World) -> None:
-    w.fs.write(f"bus/pci/devices/{VF0}/nvidia/current_vgpu_type", FULL)
+    w.fs.write(f"bus/pci/devices/{VF0}/nvidia/current_vgpu_type", H200_1428)
 
 
 def _domain_has_vf0(w: World) -> None:
@@ -133,8 +135,8 @@ REFUSALS: dict[str, tuple[list[str], Callable[[World], None] | None, str]] = {
     "parent not its PF": (["--vf", VF0, "--parent", "0000:42:00.0"], None,
                           f"--parent 0000:42:00.0 is neither VF {VF0}'s physical function ({PF}) nor the VF itself"),
     "policy": (["--vf", VF0], _policy, f"parent {PF} is not allowed by allowed_parents"),
-    "ledger": (["--vf", VF0], _other_domain_owns_vf0, f"VF {VF0}: the ledger gives it to domain other ({DOM2})"),
-    "type set by someone else": (["--vf", VF0], _set_by_someone_else, f"VF {VF0} already has vGPU type {FULL}"),
+    "ledger": (["--vf", VF0], _other_domain_owns_vf0, f"VF {VF0}: the ledger gives it to domain other ({DOM_B})"),
+    "type set by someone else": (["--vf", VF0], _set_by_someone_else, f"VF {VF0} already has vGPU type {H200_1428}"),
     "hostdev already there": (["--vf", VF0], _domain_has_vf0,
                               f"domain plain already has a managed PCI hostdev for {VF0}"),
     "entry already there": (["--vf", VF0], _domain_names_vf0,
@@ -148,39 +150,40 @@ def test_add_refusals_are_one_line_and_define_nothing(h200: World, case: str) ->
     if setup is not None:
         setup(h200)
     before = defined(h200)
-    r = h200.cli("add", "plain", *args, *([] if "--type" in args else ["--type", SLICE]))
+    r = h200.cli("add", "plain", *args, *([] if "--type" in args else ["--type", H200_1414]))
     assert r.returncode == 1 and r.stdout == ""
     assert expected in one_line(r.stderr)
     assert "define" not in [c[2] for c in h200.calls()] and defined(h200) == before
 
 
 def test_add_when_the_gpu_cannot_take_the_type_now_is_a_note(h200: World) -> None:
-    h200.fs.write(f"bus/pci/devices/{VF1}/nvidia/current_vgpu_type", SLICE)  # the GPU holds 1-18C slices now
-    r = h200.cli("add", "plain", "--vf", VF0, "--type", FULL)
+    h200.fs.write(f"bus/pci/devices/{VF1}/nvidia/current_vgpu_type", H200_1414)  # the GPU holds 1-18C slices now
+    r = h200.cli("add", "plain", "--vf", VF0, "--type", H200_1428)
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert r.stdout.splitlines() == [
-        f"added NVIDIA vGPU type {FULL} on VF {VF0} of PF {PF} to domain plain",  # no VF lists 141C now: no name
-        f"note: VF {VF0} cannot take type {FULL} now (creatable now: {SLICE} ({SLICE_NAME})): a start fails until it "
+        f"added NVIDIA vGPU type {H200_1428} on VF {VF0} of PF {PF} to domain plain",  # no VF lists 141C now: no name
+        f"note: VF {VF0} cannot take type {H200_1428} now (creatable now: {H200_1414} ({SLICE_NAME})): "
+        "a start fails until it "
         "can (the list shrinks as the GPU fills, and a GPU holds one vGPU type at a time)"]
     r = h200.hook.run("plain", "prepare", "begin", defined(h200))
-    assert r.returncode == 1 and f"cannot take type {FULL} now" in one_line(r.stderr.decode())
+    assert r.returncode == 1 and f"cannot take type {H200_1428} now" in one_line(r.stderr.decode())
     h200.fs.write(f"bus/pci/devices/{VF1}/nvidia/current_vgpu_type", "0")  # room again: it starts
-    start_and_stop(h200, "plain", defined(h200), VF0, FULL)
+    start_and_stop(h200, "plain", defined(h200), VF0, H200_1428)
 
 
 def test_drop_restores_the_domain_and_says_the_type_is_cleared_at_stop(h200: World) -> None:
-    assert h200.cli("add", "plain", "--vf", VF0, "--type", SLICE).returncode == 0
+    assert h200.cli("add", "plain", "--vf", VF0, "--type", H200_1414).returncode == 0
     xml = defined(h200)
     assert h200.hook.run("plain", "prepare", "begin", xml).returncode == 0
     r = h200.cli("drop", "plain", "--vf", VF0)
     assert (r.returncode, r.stderr) == (0, ""), r.stderr
     assert r.stdout.splitlines() == [
         f"removed <hostdev type='pci' managed='yes'> of VF {VF0} from domain plain",
-        f"removed nvidia-vf metadata entry of VF {VF0} (parent {PF}, type {SLICE}) from domain plain",
-        f"the ledger says the hook set vGPU type {SLICE} on VF {VF0} for domain plain: it stays set until the "
+        f"removed nvidia-vf metadata entry of VF {VF0} (parent {PF}, type {H200_1414}) from domain plain",
+        f"the ledger says the hook set vGPU type {H200_1414} on VF {VF0} for domain plain: it stays set until the "
         "domain stops, then the hook writes 0"]
     assert canonical(defined(h200)) == canonical(PLAIN)
-    assert current(h200.fs, VF0) == SLICE
+    assert current(h200.fs, VF0) == H200_1414
     # the running domain's own XML still names it: its release clears it
     assert h200.hook.run("plain", "release", "end", xml).returncode == 0
     assert current(h200.fs, VF0) == "0" and h200.hook.ledger() == []
@@ -190,17 +193,17 @@ def test_drop_restores_the_domain_and_says_the_type_is_cleared_at_stop(h200: Wor
 
 def test_drop_removes_the_pf_entry_the_hook_binds_to_that_vf(h200: World) -> None:
     # entries naming the PF take its VFs in document order: 1-18C goes to VF2, 141C to VF0
-    define(h200, "ml1", vf_xml("ml1", DOM2, [(PF, SLICE), (PF, FULL)], [VF2, VF0]))
+    define(h200, "ml1", vf_xml("ml1", DOM_B, [(PF, H200_1414), (PF, H200_1428)], [VF2, VF0]))
     r = h200.cli("drop", "ml1", "--vf", VF0)
     assert r.returncode == 0, r.stderr
-    assert f"removed nvidia-vf metadata entry of VF {VF0} (parent {PF}, type {FULL}) from domain ml1" in r.stdout
+    assert f"removed nvidia-vf metadata entry of VF {VF0} (parent {PF}, type {H200_1428}) from domain ml1" in r.stdout
     parsed = domain.parse(defined(h200, "ml1"))
-    assert (parsed.vf_entries, parsed.pci_hostdevs) == ([entry(PF, SLICE)], [VF2])
-    start_and_stop(h200, "ml1", defined(h200, "ml1"), VF2, SLICE)
+    assert (parsed.vf_entries, parsed.pci_hostdevs) == ([entry(PF, H200_1414)], [VF2])
+    start_and_stop(h200, "ml1", defined(h200, "ml1"), VF2, H200_1414)
 
 
 def test_drop_refuses_a_plain_passthrough_vf(h200: World) -> None:
-    define(h200, "ml1", vf_xml("ml1", DOM2, [(VF0, SLICE)], [VF0, VF1]))
+    define(h200, "ml1", vf_xml("ml1", DOM_B, [(VF0, H200_1414)], [VF0, VF1]))
     before = defined(h200, "ml1")
     r = h200.cli("drop", "ml1", "--vf", VF1)
     assert r.returncode == 1
@@ -210,9 +213,9 @@ def test_drop_refuses_a_plain_passthrough_vf(h200: World) -> None:
 
 
 @pytest.mark.parametrize("args", [
-    ["add", "vm1", "--vf", VF0, "--type", SLICE, "--uuid", "4b20d080-1b54-4048-85b3-a6a62d165c01"],
-    ["add", "vm1", "--vf", VF0, "--type", SLICE, "--model", "vfio-pci"],
-    ["add", "vm1", "--vf", "41:00.4", "--type", SLICE],
+    ["add", "vm1", "--vf", VF0, "--type", H200_1414, "--uuid", "4b20d080-1b54-4048-85b3-a6a62d165c01"],
+    ["add", "vm1", "--vf", VF0, "--type", H200_1414, "--model", "vfio-pci"],
+    ["add", "vm1", "--vf", "41:00.4", "--type", H200_1414],
     ["drop", "vm1"],
     ["drop", "vm1", uid(), "--vf", VF0],
 ])

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from fakesysfs.harness import FakeSysfs
+from support.hookrun import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 U = "4b20d080-1b54-4048-85b3-a6a62d165c01"
 VFIO_ERR = ("error: Failed to start domain 'gvtg-desktop'\n"
             "error: unsupported configuration: Mediated host device assignment requires VFIO support\n")

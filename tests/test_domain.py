@@ -5,18 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.ids import DOM_A, U1, U2
 
 from mdev_hooks.domain import ManagedDevice, parse
 from mdev_hooks.errors import HookError
 from mdev_hooks.hook import mentions_mdev
 
 FIX = Path(__file__).parent / "fixtures" / "libvirt-9.0"
-U1 = "4b20d080-1b54-4048-85b3-a6a62d165c01"
-U2 = "9f1c7a5e-2d1b-4c3e-8a6f-0b2c4d6e8f10"
-DOM_UUID = "5909df77-0544-4c25-b292-6027c2468ce1"
 
 
-def xml(metadata: str = "", hostdevs: str = "", uuid: str = DOM_UUID) -> bytes:
+def doc(metadata: str = "", hostdevs: str = "", uuid: str = DOM_A) -> bytes:
     return f"""<domain type='qemu'><name>vm1</name><uuid>{uuid}</uuid>
 <metadata>{metadata}</metadata><devices>{hostdevs}</devices></domain>""".encode()
 
@@ -37,7 +35,7 @@ def meta(*devices: tuple[str, str, str], prefixed: bool = True) -> str:
 def test_real_libvirt_prepare_xml() -> None:
     d = parse((FIX / "gvtg-desktop.prepare.xml").read_bytes())
     assert d.name == "gvtg-desktop"
-    assert d.uuid == DOM_UUID
+    assert d.uuid == DOM_A
     assert d.devices == [ManagedDevice(U1, "0000:00:02.0", "i915-GVTg_V5_4")]
 
 
@@ -55,63 +53,63 @@ def test_plain_domain_is_not_ours() -> None:
 
 @pytest.mark.parametrize("prefixed", [True, False])
 def test_metadata_children_with_or_without_namespace(prefixed: bool) -> None:
-    d = parse(xml(meta((U1, "mtty", "mtty-2"), prefixed=prefixed), hostdev(U1)))
+    d = parse(doc(meta((U1, "mtty", "mtty-2"), prefixed=prefixed), hostdev(U1)))
     assert d.devices == [ManagedDevice(U1, "mtty", "mtty-2")]
 
 
 def test_default_namespace_and_any_prefix() -> None:
     m = f'<mdevs xmlns="urn:mdev-hooks:domain:1"><device uuid="{U1}" parent="mtty" type="mtty-1"/></mdevs>'
-    assert parse(xml(m, hostdev(U1))).devices == [ManagedDevice(U1, "mtty", "mtty-1")]
+    assert parse(doc(m, hostdev(U1))).devices == [ManagedDevice(U1, "mtty", "mtty-1")]
     other = f'<zz:mdevs xmlns:zz="urn:other"><zz:device uuid="{U1}" parent="mtty" type="mtty-1"/></zz:mdevs>'
     with pytest.raises(HookError, match="metadata does not say"):
-        parse(xml(other, hostdev(U1)))
+        parse(doc(other, hostdev(U1)))
 
 
 def test_unmanaged_and_pci_hostdevs_are_ignored() -> None:
-    d = parse(xml(meta((U1, "mtty", "mtty-2")), hostdev(U1, managed="no") + hostdev(U2, type_="pci")))
+    d = parse(doc(meta((U1, "mtty", "mtty-2")), hostdev(U1, managed="no") + hostdev(U2, type_="pci")))
     assert d.devices == []
     assert d.unused == [ManagedDevice(U1, "mtty", "mtty-2")]
 
 
 def test_uuid_case_is_folded() -> None:
-    d = parse(xml(meta((U1.upper(), "mtty", "mtty-2")), hostdev(U1)))
+    d = parse(doc(meta((U1.upper(), "mtty", "mtty-2")), hostdev(U1)))
     assert d.devices[0].key == U1
 
 
 def test_managed_without_metadata_says_what_to_add() -> None:
     with pytest.raises(HookError) as e:
-        parse(xml("", hostdev(U1)))
+        parse(doc("", hostdev(U1)))
     assert U1 in str(e.value) and "virsh metadata" in str(e.value)
 
 
 def test_duplicate_metadata_entries() -> None:
     with pytest.raises(HookError, match="2 <device> entries"):
-        parse(xml(meta((U1, "mtty", "mtty-2"), (U1, "mtty", "mtty-1")), hostdev(U1)))
+        parse(doc(meta((U1, "mtty", "mtty-2"), (U1, "mtty", "mtty-1")), hostdev(U1)))
 
 
 @pytest.mark.parametrize("parent", ["..", ".", "a/b", "../../etc", "", "mtty&#9;x", "x" * 200, "gpu\u2215x", "a b"])
 def test_hostile_parent_refused(parent: str) -> None:
     with pytest.raises(HookError, match="not a valid name"):
-        parse(xml(meta((U1, parent, "t")), hostdev(U1)))
+        parse(doc(meta((U1, parent, "t")), hostdev(U1)))
 
 
 @pytest.mark.parametrize("uuid", ["{" + U1 + "}", U1 + "x", U1[:-1], "urn:uuid:" + U1, U1.replace("-", "")])
 def test_non_canonical_uuid_refused(uuid: str) -> None:
     with pytest.raises(HookError, match="not a UUID"):
-        parse(xml(meta((U1, "mtty", "mtty-1")), hostdev(uuid)))
+        parse(doc(meta((U1, "mtty", "mtty-1")), hostdev(uuid)))
     # in the metadata it matches no managed hostdev: the hostdev then lacks its entry
     with pytest.raises(HookError, match="metadata does not say"):
-        parse(xml(meta((uuid, "mtty", "mtty-1")), hostdev(U1)))
+        parse(doc(meta((uuid, "mtty", "mtty-1")), hostdev(U1)))
 
 
 def test_unused_metadata_entry_is_only_a_warning_whatever_it_holds() -> None:
-    d = parse(xml(meta((U2, "../../etc", "x/y"), ("not-a-uuid", "mtty", "mtty-1")), ""))
+    d = parse(doc(meta((U2, "../../etc", "x/y"), ("not-a-uuid", "mtty", "mtty-1")), ""))
     assert d.devices == [] and len(d.unused) == 2
 
 
 def test_dtd_and_entities_refused() -> None:
     evil = b"""<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/shadow">]>
-<domain><name>&x;</name><uuid>""" + DOM_UUID.encode() + b"""</uuid></domain>"""
+<domain><name>&x;</name><uuid>""" + DOM_A.encode() + b"""</uuid></domain>"""
     with pytest.raises(HookError, match="DTD"):
         parse(evil)
 
@@ -150,7 +148,7 @@ def test_pci_address(raw: tuple[str, str, str, str], want: str | None) -> None:
 
 
 def test_vf_entries_and_managed_pci_hostdevs_are_collected() -> None:
-    d = parse(xml(vf_meta(("0000:41:00.0", "1414"), ("0000:41:00.5", "1428")),
+    d = parse(doc(vf_meta(("0000:41:00.0", "1414"), ("0000:41:00.5", "1428")),
                   pci(("0x0000", "0x41", "0x00", "0x4")) + pci(("0x0000", "0x41", "0x00", "0x5"))
                   + pci(("0x0000", "0x41", "0x00", "0x6"), managed="no") + hostdev(U1, managed="no")))
     assert d.devices == [] and d.unused == []
@@ -160,7 +158,7 @@ def test_vf_entries_and_managed_pci_hostdevs_are_collected() -> None:
 
 
 def test_no_vf_entry_no_pci_scan() -> None:
-    assert parse(xml(meta((U1, "p", "t")), hostdev(U1) + pci(("0", "1", "0", "0")))).pci_hostdevs == []
+    assert parse(doc(meta((U1, "p", "t")), hostdev(U1) + pci(("0", "1", "0", "0")))).pci_hostdevs == []
 
 
 @pytest.mark.parametrize(("entry", "expect"), [
@@ -172,4 +170,4 @@ def test_no_vf_entry_no_pci_scan() -> None:
 ])
 def test_bad_vf_entries(entry: str, expect: str) -> None:
     with pytest.raises(HookError, match=expect):
-        parse(xml(f'<m:mdevs xmlns:m="urn:mdev-hooks:domain:1">{entry}</m:mdevs>', hostdev(U1)))
+        parse(doc(f'<m:mdevs xmlns:m="urn:mdev-hooks:domain:1">{entry}</m:mdevs>', hostdev(U1)))

@@ -1,4 +1,4 @@
-"""The fault scenarios of test_faults_mdev.py for NVIDIA's vendor interface (kind="nvidia-vf") on an H200X: a
+"""The fault scenarios of test_faults_mdev_*.py for NVIDIA's vendor interface (kind="nvidia-vf") on an H200X: a
 two-VF domain next to a VF of another domain and a VF set by someone else on the same GPU, the hook always run as
 libvirt runs it; killed at every step, every errno of the type write and the clear, a VF unbound from nvidia.
 """
@@ -16,8 +16,6 @@ import pytest
 from fakesysfs.harness import FakeSysfs
 from support.faultmatrix import (
     CONFIG,
-    DOM_A,
-    DOM_B,
     KILLED,
     Matrix,
     Result,
@@ -30,8 +28,10 @@ from support.faultmatrix import (
     vf_type,
     vf_writes,
 )
+from support.faultworld import VF_KILLS, prepare_kills, release_kills
 from support.hookrun import HookEnv
-from support.vgpu import PF, SLICE, VF0, VF1, VF2, VF3, vf_xml
+from support.ids import DOM_A, DOM_B, H200_1414, PF, VF0, VF1, VF2, VF3
+from support.nvidia_vf import vf_xml
 
 # ---- 4. NVIDIA's vendor vGPU interface (kind="nvidia-vf") ---------------------------------------------------------
 
@@ -50,8 +50,8 @@ class VfWorld:
     protected: dict[str, str] = field(default_factory=dict)  # VF -> type it must keep
     mark: int = 0
     runs: int = 0
-    xml_a: bytes = vf_xml("vmA", DOM_A, [(VF0, SLICE), (PF, SLICE)], list(A_VFS))
-    xml_b: bytes = vf_xml("vmB", DOM_B, [(VF2, SLICE)], [VF2])
+    xml_a: bytes = vf_xml("vmA", DOM_A, [(VF0, H200_1414), (PF, H200_1414)], list(A_VFS))
+    xml_b: bytes = vf_xml("vmB", DOM_B, [(VF2, H200_1414)], [VF2])
 
     def proc(self, op: str, **env: str) -> Result:
         self.runs += 1
@@ -84,30 +84,16 @@ def vf_world(fakesysfs: Callable[..., FakeSysfs], tmp_path: Path) -> VfWorld:
     fs = fakesysfs("nvidia-h200x-vendor-vfio")
     h = HookEnv(tmp_path / "hook", fs.root, CONFIG)
     w = VfWorld(fs, h)
-    fs.write(VGPU.format(VF3), SLICE)  # someone else's (another tool): no claim
+    fs.write(VGPU.format(VF3), H200_1414)  # someone else's (another tool): no claim
     subproc(h, "vmB", "prepare", "begin", w.xml_b).ok()
-    w.protected = {VF2: SLICE, VF3: SLICE}
+    w.protected = {VF2: H200_1414, VF3: H200_1414}
     w.mark = len(fs.journal())
     return w
 
 
 # (kill point, how many of A's VFs hold a type when it fires, matrix row)
-VF_PREPARE_KILLS = [
-    ("locked", 0, "VF: SIGKILL in prepare, holding the PF lock"),
-    ("intent_written", 0, "VF: SIGKILL in prepare, after the 1st ledger intent"),
-    ("created", 1, "VF: SIGKILL in prepare, after the 1st type write"),
-    ("verified", 1, "VF: SIGKILL in prepare, after the 1st read-back"),
-    ("ledger_updated", 1, "VF: SIGKILL in prepare, after the 1st ledger update"),
-    ("intent_written:2", 1, "VF: SIGKILL in prepare, after the 2nd ledger intent"),
-    ("created:2", 2, "VF: SIGKILL in prepare, after the 2nd type write"),
-    ("verified:2", 2, "VF: SIGKILL in prepare, after the 2nd read-back"),
-    ("ledger_updated:2", 2, "VF: SIGKILL in prepare, after the last ledger update"),
-]
-VF_RELEASE_KILLS = [
-    ("release_locked", 2, "VF: SIGKILL in release, holding the PF lock"),
-    ("removed", 1, "VF: SIGKILL in release, after the 1st clear"),
-    ("removed:2", 0, "VF: SIGKILL in release, after the 2nd clear"),
-]
+VF_PREPARE_KILLS = prepare_kills(VF_KILLS)
+VF_RELEASE_KILLS = release_kills(VF_KILLS)
 expect(*(row for _, _, row in VF_PREPARE_KILLS),
        "VF: SIGKILL in prepare, during rollback (after clearing the 1st)",
        "VF: SIGKILL inside the type write() (the kernel finishes it)",
@@ -153,7 +139,7 @@ def test_vf_sigkill_inside_the_type_write(vf_world: VfWorld, matrix: Matrix) -> 
     w.runs += 1
     p = w.h.start("vmA", "prepare", "begin", w.xml_a)
     deadline = time.monotonic() + 10
-    while vf_type(w.fs, VF0) != SLICE:  # set; the write() has not returned yet
+    while vf_type(w.fs, VF0) != H200_1414:  # set; the write() has not returned yet
         assert time.monotonic() < deadline and p.poll() is None
         time.sleep(0.02)
     os.kill(p.pid, signal.SIGKILL)
@@ -230,7 +216,7 @@ def test_vf_clear_ebusy_is_bounded_by_remove_timeout(vf_world: VfWorld, matrix: 
     line = r.line()
     tries = [x for x in w.writes() if x[0] == VF0 and x[1] == "b'0'"]
     assert 2 <= len(tries) <= 8 and all(x[2] == "EBUSY" for x in tries), tries
-    assert f"could not clear vGPU type {SLICE} on VF {VF0}" in line and "EBUSY" in line, line
+    assert f"could not clear vGPU type {H200_1414} on VF {VF0}" in line and "EBUSY" in line, line
     assert w.claims_of_a() == [VF0] and w.set_of_a() == [VF0]  # kept; VF1 cleared
     w.fs.control(cmd="reset")
     w.proc("release").ok()
@@ -246,7 +232,7 @@ def test_vf_clear_eio_keeps_the_claim_until_the_next_release(vf_world: VfWorld, 
     r = w.proc("release")
     assert r.returncode == 1
     line = r.line()
-    assert f"could not clear vGPU type {SLICE} on VF {VF0}" in line and "(EIO" in line, line
+    assert f"could not clear vGPU type {H200_1414} on VF {VF0}" in line and "(EIO" in line, line
     assert f"echo 0 > /sys/bus/pci/devices/{VF0}/nvidia/current_vgpu_type" in line, line
     assert w.writes()[2:] == [(VF1, "b'0'", "ok"), (VF0, "b'0'", "EIO")]  # no retry; the other VF still cleared
     assert w.claims_of_a() == [VF0] and w.set_of_a() == [VF0]
@@ -268,11 +254,11 @@ def test_vf_unbound_at_release(vf_world: VfWorld, matrix: Matrix) -> None:
     r = w.proc("release")
     assert r.returncode == 1
     line = r.line()
-    assert f"could not clear vGPU type {SLICE} on VF {VF0}" in line, line
+    assert f"could not clear vGPU type {H200_1414} on VF {VF0}" in line, line
     assert "virsh nodedev-reattach pci_0000_41_00_4" in line, line
     assert w.writes()[2:] == [(VF1, "b'0'", "ok")] and w.claims_of_a() == [VF0]
     w.fs.control(cmd="bind", vf=VF0)  # reattached
-    assert vf_type(w.fs, VF0) == SLICE
+    assert vf_type(w.fs, VF0) == H200_1414
     w.proc("release").ok()
     w.assert_clean()
     matrix.record("nvidia-vf", "VF: unbound from nvidia (on vfio-pci) at release", w.tally(), injected=1,
@@ -301,7 +287,7 @@ def test_vf_unbound_while_its_type_write_is_in_flight(vf_world: VfWorld, matrix:
     w.runs += 1
     p = w.h.start("vmA", "prepare", "begin", w.xml_a)
     deadline = time.monotonic() + 30
-    while vf_type(w.fs, VF1) != SLICE and time.monotonic() < deadline:
+    while vf_type(w.fs, VF1) != H200_1414 and time.monotonic() < deadline:
         time.sleep(0.01)
     w.fs.control(cmd="unbind", vf=VF1)
     assert p.wait(60) == 1

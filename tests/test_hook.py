@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.common import uid
-from support.hookrun import HookEnv, domain_xml
-
-GVT = "0000:00:02.0"
-T4 = "0000:3b:00.0"
-DOM1 = "5909df77-0544-4c25-b292-6027c2468ce1"
-DOM2 = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+from support.asserts import one_line
+from support.hookrun import HookEnv, mdev_xml
+from support.ids import DOM_A, DOM_B, GVT, T4, uid
 
 
 def hook_creates(fs: Any) -> list[dict[str, Any]]:
@@ -30,14 +26,6 @@ def hook_creates(fs: Any) -> list[dict[str, Any]]:
 
 def hook_removes(fs: Any) -> list[dict[str, Any]]:
     return [e for e in fs.journal() if e["op"] == "remove" and e.get("actor") == "user"]
-
-
-def assert_one_line(err: bytes) -> str:
-    text = err.decode()
-    assert text.startswith("mdev-hooks: "), text
-    assert text.count("\n") == 1 and text.endswith("\n"), text
-    assert "Traceback" not in text
-    return text
 
 
 @pytest.fixture
@@ -49,7 +37,7 @@ def gvt(fakesysfs: Callable[..., Any], tmp_path: Path) -> tuple[Any, HookEnv]:
 def test_lifecycle_create_then_remove(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     u = uid()
-    xml = domain_xml("vm1", DOM1, [(u, GVT, "i915-GVTg_V5_4")])
+    xml = mdev_xml("vm1", DOM_A, [(u, GVT, "i915-GVTg_V5_4")])
     assert fs.available(GVT, "i915-GVTg_V5_4") == 1
     r = h.run("vm1", "prepare", "begin", xml)
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
@@ -76,7 +64,7 @@ def test_three_devices_unprefixed_metadata_and_upper_case(gvt: tuple[Any, HookEn
     fs, h = gvt
     us = [uid(), uid(), uid()]
     mdevs = [(us[0].upper(), "mtty", "mtty-1"), (us[1], "mtty", "mtty-1"), (us[2], "mtty", "mtty-2")]
-    xml = domain_xml("vm1", DOM1, mdevs, prefixed=False)
+    xml = mdev_xml("vm1", DOM_A, mdevs, prefixed=False)
     assert h.run("vm1", "prepare", "begin", xml).returncode == 0
     assert set(fs.devices()) == set(us)  # written lower-case
     assert all(e["data"] and us[0].upper() not in e["data"] for e in hook_creates(fs))
@@ -87,11 +75,11 @@ def test_three_devices_unprefixed_metadata_and_upper_case(gvt: tuple[Any, HookEn
 def test_rollback_on_second_of_three(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     us = [uid(), uid(), uid()]
-    xml = domain_xml("vm1", DOM1, [(u, "mtty", "mtty-1") for u in us])
+    xml = mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-1") for u in us])
     fs.control(cmd="fail", op="create", nth=2, errno="EIO")
     r = h.run("vm1", "prepare", "begin", xml)
     assert r.returncode == 1
-    line = assert_one_line(r.stderr)
+    line = one_line(r.stderr)
     assert us[1] in line and "EIO" in line and "mtty-1" in line
     ops = [e for e in fs.journal() if e["op"] in ("create", "remove")]
     assert [(e["op"], e["result"]) for e in ops] == [("create", "ok"), ("create", "EIO"), ("remove", "ok")]
@@ -105,12 +93,12 @@ def test_rollback_on_second_of_three(gvt: tuple[Any, HookEnv]) -> None:
 def test_release_after_failed_prepare_spares_other_domains_device(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     u = uid()
-    xml1 = domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")])
-    xml2 = domain_xml("vm2", DOM2, [(u, "mtty", "mtty-2")])
+    xml1 = mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-2")])
+    xml2 = mdev_xml("vm2", DOM_B, [(u, "mtty", "mtty-2")])
     assert h.run("vm1", "prepare", "begin", xml1).returncode == 0
     r = h.run("vm2", "prepare", "begin", xml2)
     assert r.returncode == 1
-    assert "ledger gives it to domain vm1" in assert_one_line(r.stderr)
+    assert "ledger gives it to domain vm1" in one_line(r.stderr)
     assert h.run("vm2", "release", "end", xml2).returncode == 0
     assert fs.devices() == {u: ("mtty", "mtty-2")}
     assert hook_removes(fs) == []
@@ -121,7 +109,7 @@ def test_release_after_failed_prepare_spares_other_domains_device(gvt: tuple[Any
 def test_release_is_idempotent_and_double_prepare_creates_once(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     u = uid()
-    xml = domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")])
+    xml = mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-2")])
     assert h.run("vm1", "prepare", "begin", xml).returncode == 0
     assert h.run("vm1", "prepare", "begin", xml).returncode == 0
     assert len(hook_creates(fs)) == 1
@@ -134,7 +122,7 @@ def test_existing_device_is_adopted_and_left_in_place(gvt: tuple[Any, HookEnv]) 
     fs, h = gvt
     u = uid()
     fs.control(cmd="create_external", parent="mtty", type="mtty-2", uuid=u)
-    xml = domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")])
+    xml = mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-2")])
     assert h.run("vm1", "prepare", "begin", xml).returncode == 0
     assert hook_creates(fs) == []
     assert h.run("vm1", "release", "end", xml).returncode == 0
@@ -146,8 +134,8 @@ def test_existing_device_with_other_type_fails(gvt: tuple[Any, HookEnv]) -> None
     fs, h = gvt
     u = uid()
     fs.control(cmd="create_external", parent="mtty", type="mtty-1", uuid=u)
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")]))
-    assert r.returncode == 1 and "already exists as type mtty-1 on mtty" in assert_one_line(r.stderr)
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-2")]))
+    assert r.returncode == 1 and "already exists as type mtty-1 on mtty" in one_line(r.stderr)
     assert fs.devices() == {u: ("mtty", "mtty-1")}
 
 
@@ -155,7 +143,7 @@ def test_unmanaged_mdev_never_touched(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     mine, theirs = uid(), uid()
     fs.control(cmd="create_external", parent="mtty", type="mtty-1", uuid=theirs)
-    xml = domain_xml("vm1", DOM1, [(mine, "mtty", "mtty-2")], unmanaged=[theirs])
+    xml = mdev_xml("vm1", DOM_A, [(mine, "mtty", "mtty-2")], unmanaged=[theirs])
     assert h.run("vm1", "prepare", "begin", xml).returncode == 0
     assert h.run("vm1", "release", "end", xml).returncode == 0
     assert [e["uuid"] for e in hook_creates(fs)] == [mine]
@@ -166,9 +154,9 @@ def test_unmanaged_mdev_never_touched(gvt: tuple[Any, HookEnv]) -> None:
 def test_validation_before_any_write(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     # 1st fine, 2nd names a type the parent does not offer: nothing may be created at all
-    xml = domain_xml("vm1", DOM1, [(uid(), "mtty", "mtty-2"), (uid(), "mtty", "mtty-9")])
+    xml = mdev_xml("vm1", DOM_A, [(uid(), "mtty", "mtty-2"), (uid(), "mtty", "mtty-9")])
     r = h.run("vm1", "prepare", "begin", xml)
-    assert r.returncode == 1 and "does not offer type mtty-9" in assert_one_line(r.stderr)
+    assert r.returncode == 1 and "does not offer type mtty-9" in one_line(r.stderr)
     assert hook_creates(fs) == [] and h.ledger() == []
 
 
@@ -179,17 +167,17 @@ def test_validation_before_any_write(gvt: tuple[Any, HookEnv]) -> None:
 ])
 def test_validation_errors(gvt: tuple[Any, HookEnv], mdevs: list[tuple[str, str]], message: str) -> None:
     fs, h = gvt
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(uid(), p, t) for p, t in mdevs]))
-    assert r.returncode == 1 and message in assert_one_line(r.stderr)
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(uid(), p, t) for p, t in mdevs]))
+    assert r.returncode == 1 and message in one_line(r.stderr)
     assert hook_creates(fs) == []
 
 
 def test_no_free_instance_names_devices_in_use(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     a, b = uid(), uid()
-    assert h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(a, GVT, "i915-GVTg_V5_4")])).returncode == 0
-    r = h.run("vm2", "prepare", "begin", domain_xml("vm2", DOM2, [(b, GVT, "i915-GVTg_V5_4")]))
-    line = assert_one_line(r.stderr)
+    assert h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(a, GVT, "i915-GVTg_V5_4")])).returncode == 0
+    r = h.run("vm2", "prepare", "begin", mdev_xml("vm2", DOM_B, [(b, GVT, "i915-GVTg_V5_4")]))
+    line = one_line(r.stderr)
     assert f"cannot create mdev {b} (type i915-GVTg_V5_4 on {GVT}): no free instance" in line
     assert f"available_instances=0; 1 in use: {a}" in line
     assert [e["uuid"] for e in hook_creates(fs)] == [a]
@@ -197,9 +185,9 @@ def test_no_free_instance_names_devices_in_use(gvt: tuple[Any, HookEnv]) -> None
 
 def test_nvidia_one_type_per_gpu(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
-    assert h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(uid(), T4, "nvidia-222")])).returncode == 0
-    r = h.run("vm2", "prepare", "begin", domain_xml("vm2", DOM2, [(uid(), T4, "nvidia-223")]))
-    assert r.returncode == 1 and "available_instances=0" in assert_one_line(r.stderr)
+    assert h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(uid(), T4, "nvidia-222")])).returncode == 0
+    r = h.run("vm2", "prepare", "begin", mdev_xml("vm2", DOM_B, [(uid(), T4, "nvidia-223")]))
+    assert r.returncode == 1 and "available_instances=0" in one_line(r.stderr)
     assert len(hook_creates(fs)) == 1 and len(fs.devices()) == 1
 
 
@@ -207,16 +195,16 @@ def test_kernel_exhaustion_errno_reported(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     fs.control(cmd="fail", op="create", nth=1, errno="ENOSPC")
     u = uid()
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")]))
-    line = assert_one_line(r.stderr)
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-2")]))
+    line = one_line(r.stderr)
     assert "no free instance" in line and "ENOSPC" in line and "available_instances=" in line
     assert fs.devices() == {} and h.ledger() == []
 
 
 def test_dry_run_writes_nothing_and_fails_the_same(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
-    good = domain_xml("vm1", DOM1, [(uid(), "mtty", "mtty-2")])
-    bad = domain_xml("vm2", DOM2, [(uid(), GVT, "i915-GVTg_V5_4"), (uid(), GVT, "i915-GVTg_V5_4")])
+    good = mdev_xml("vm1", DOM_A, [(uid(), "mtty", "mtty-2")])
+    bad = mdev_xml("vm2", DOM_B, [(uid(), GVT, "i915-GVTg_V5_4"), (uid(), GVT, "i915-GVTg_V5_4")])
     real_bad = h.run("vm2", "prepare", "begin", bad)
     for env in ({"MDEV_HOOKS_DRY_RUN": "1"},):
         r = h.run("vm1", "prepare", "begin", good, **env)
@@ -238,7 +226,7 @@ def test_dry_run_writes_nothing_and_fails_the_same(gvt: tuple[Any, HookEnv]) -> 
                                 ("attach", "begin"), ("future-op", "whatever"), ("prepare", "end")])
 def test_other_operations_do_nothing(gvt: tuple[Any, HookEnv], op: tuple[str, str]) -> None:
     fs, h = gvt
-    r = h.run("vm1", op[0], op[1], domain_xml("vm1", DOM1, [(uid(), "mtty", "mtty-2")]))
+    r = h.run("vm1", op[0], op[1], mdev_xml("vm1", DOM_A, [(uid(), "mtty", "mtty-2")]))
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
     assert fs.journal() == [] and h.ledger() == [] and not h.log_file.exists()
 
@@ -259,9 +247,9 @@ def test_lock_timeout_names_the_parent(gvt: tuple[Any, HookEnv]) -> None:
     with open(h.lock_dir / "mtty.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         t0 = time.monotonic()
-        r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(uid(), "mtty", "mtty-2")]))
+        r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(uid(), "mtty", "mtty-2")]))
         assert time.monotonic() - t0 < 10
-    line = assert_one_line(r.stderr)
+    line = one_line(r.stderr)
     assert "waiting for the lock of parent mtty" in line
     assert hook_creates(fs) == []
 
@@ -270,7 +258,7 @@ def test_killed_holder_leaves_no_stale_lock(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     fs.control(cmd="delay", op="create", ms=3000)
     u = uid()
-    xml = domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")])
+    xml = mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-2")])
     p = h.start("vm1", "prepare", "begin", xml)
     deadline = time.monotonic() + 10
     while f"{u}.json" not in h.ledger() and time.monotonic() < deadline:  # intent recorded: create is next
@@ -282,7 +270,7 @@ def test_killed_holder_leaves_no_stale_lock(gvt: tuple[Any, HookEnv]) -> None:
     time.sleep(3.5)  # the interrupted create finishes inside the "kernel"
     # a new start on the same parent is not blocked by the dead holder's lock
     h.write("lock_timeout = 2")
-    other = domain_xml("vm2", DOM2, [(uid(), "mtty", "mtty-1")])
+    other = mdev_xml("vm2", DOM_B, [(uid(), "mtty", "mtty-1")])
     assert h.run("vm2", "prepare", "begin", other).returncode == 0
     # libvirt's release for the killed start cleans up whatever the kernel created
     assert h.run("vm1", "release", "end", xml).returncode == 0
@@ -294,7 +282,7 @@ def test_nvidia_driver_removal_is_awaited(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     h.write("nvidia_release_wait = 5")
     u = uid()
-    xml = domain_xml("vm1", DOM1, [(u, T4, "nvidia-231")])
+    xml = mdev_xml("vm1", DOM_A, [(u, T4, "nvidia-231")])
     assert h.run("vm1", "prepare", "begin", xml).returncode == 0
     fs.control(cmd="vanish", uuid=u, after_ms=500)
     assert h.run("vm1", "release", "end", xml).returncode == 0
@@ -304,8 +292,8 @@ def test_nvidia_driver_removal_is_awaited(gvt: tuple[Any, HookEnv]) -> None:
 def test_nvidia_vendor_vfio_is_not_mdev(fakesysfs: Callable[..., Any], tmp_path: Path) -> None:
     fs = fakesysfs("nvidia-h200x-vendor-vfio")
     h = HookEnv(tmp_path, fs.root)
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(uid(), "0000:41:00.4", "nvidia-1428")]))
-    err = assert_one_line(r.stderr)
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(uid(), "0000:41:00.4", "nvidia-1428")]))
+    err = one_line(r.stderr)
     # an mdev hostdev cannot use it: the line says how to opt in to the vendor interface instead
     assert r.returncode == 1 and "vendor-specific vGPU interface" in err and 'kind="nvidia-vf"' in err
 
@@ -313,7 +301,7 @@ def test_nvidia_vendor_vfio_is_not_mdev(fakesysfs: Callable[..., Any], tmp_path:
 def test_remove_transient_busy_is_retried(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     u = uid()
-    xml = domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")])
+    xml = mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-2")])
     assert h.run("vm1", "prepare", "begin", xml).returncode == 0
     fs.control(cmd="fail", op="remove", nth=1, errno="EAGAIN", count=2)
     assert h.run("vm1", "release", "end", xml).returncode == 0
@@ -324,11 +312,11 @@ def test_remove_transient_busy_is_retried(gvt: tuple[Any, HookEnv]) -> None:
 def test_remove_failure_is_one_line_and_keeps_ledger(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     u = uid()
-    xml = domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")])
+    xml = mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-2")])
     assert h.run("vm1", "prepare", "begin", xml).returncode == 0
     fs.control(cmd="fail", op="remove", nth=1, errno="EIO", count=-1)
     r = h.run("vm1", "release", "end", xml)
-    assert r.returncode == 1 and f"could not remove mdev {u}" in assert_one_line(r.stderr)
+    assert r.returncode == 1 and f"could not remove mdev {u}" in one_line(r.stderr)
     assert h.ledger() == [f"{u}.json"]  # kept, so a later release or gc can finish the job
     fs.control(cmd="reset")
     assert h.run("vm1", "release", "end", xml).returncode == 0 and fs.devices() == {}
@@ -337,9 +325,9 @@ def test_remove_failure_is_one_line_and_keeps_ledger(gvt: tuple[Any, HookEnv]) -
 def test_release_works_from_the_ledger_when_metadata_was_removed(gvt: tuple[Any, HookEnv]) -> None:
     fs, h = gvt
     u = uid()
-    assert h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")])).returncode == 0
+    assert h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-2")])).returncode == 0
     # `virsh metadata --live` emptied while the VM ran: the hostdev is still managed, its entry is gone
-    stripped = domain_xml("vm1", DOM1, [(u, "mtty", "mtty-2")]).replace(
+    stripped = mdev_xml("vm1", DOM_A, [(u, "mtty", "mtty-2")]).replace(
         f'<mdev:device uuid="{u}" parent="mtty" type="mtty-2"/>'.encode(), b"")
     r = h.run("vm1", "release", "end", stripped)
     assert (r.returncode, r.stderr) == (0, b"")

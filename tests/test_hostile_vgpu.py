@@ -21,13 +21,12 @@ from fakesysfs.harness import FakeSysfs
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from support.domxml import NS
 from support.faultmatrix import ALLOWED_WRITE, Result, hook_writes, inproc
 from support.hookrun import HookEnv, require_fuse
-from support.vgpu import PF, SLICE, VF0, VF1, VF2, VF3, current, vf_xml
+from support.ids import DOM_A, DOM_B, H200_1414, PF, VF0, VF1, VF2, VF3
+from support.nvidia_vf import current, vf_xml
 
-NS = "urn:mdev-hooks:domain:1"
-DOM_A = "5909df77-0544-4c25-b292-6027c2468ce1"
-DOM_B = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 VFS = (VF0, VF1, VF2, VF3)
 MINE = (VF0, VF1)  # domain A may get these; VF2 is domain B's, VF3 someone else's
 
@@ -49,8 +48,8 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     try:
         (base / "hook").mkdir()
         h = HookEnv(base / "hook", fs.root, "lock_timeout = 2\nremove_timeout = 1\n")
-        fs.write(f"bus/pci/devices/{VF3}/nvidia/current_vgpu_type", SLICE)  # someone else's
-        r = inproc(h, "vmB", "prepare", "begin", vf_xml("vmB", DOM_B, [(VF2, SLICE)], [VF2]))
+        fs.write(f"bus/pci/devices/{VF3}/nvidia/current_vgpu_type", H200_1414)  # someone else's
+        r = inproc(h, "vmB", "prepare", "begin", vf_xml("vmB", DOM_B, [(VF2, H200_1414)], [VF2]))
         assert r.returncode == 0, r
         yield Stage(fs, h)
     finally:
@@ -132,7 +131,7 @@ def test_hostile_vgpu_entries(stage: Stage, hostdevs: list[tuple[str, str, str, 
     rnd.shuffle(hostdevs)
     rnd.shuffle(entries)
     before = stage.types()
-    assert before == {VF0: "0", VF1: "0", VF2: SLICE, VF3: SLICE}
+    assert before == {VF0: "0", VF1: "0", VF2: H200_1414, VF3: H200_1414}
     mark = len(stage.fs.journal())
     xml = document(hostdevs, entries)
     allowed = managed_pci(hostdevs) & set(MINE)
@@ -142,7 +141,7 @@ def test_hostile_vgpu_entries(stage: Stage, hostdevs: list[tuple[str, str, str, 
         assert e["parent"] in allowed, (e, hostdevs, entries)
     after = stage.types()
     event(f"prepare exit {prepare.returncode}, {sum(after[vf] != '0' for vf in MINE)} VF(s) set")
-    assert {vf: after[vf] for vf in (VF2, VF3)} == {VF2: SLICE, VF3: SLICE}
+    assert {vf: after[vf] for vf in (VF2, VF3)} == {VF2: H200_1414, VF3: H200_1414}
     if prepare.returncode:  # a refused start left nothing behind, even before release
         assert after == before
     release = call(stage, "release", xml)

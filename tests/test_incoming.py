@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.common import DOM1, DOM2, GVT, MTTY, V54, V58, cli, one_line, uid, writes
-from support.hookrun import HookEnv, domain_xml
+from support.asserts import one_line
+from support.common import cli, writes
+from support.hookrun import HookEnv, mdev_xml
+from support.ids import DOM_A, DOM_B, GVT, GVT_V54, GVT_V58, MTTY, uid
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def _no_trace(fs: Any, h: HookEnv) -> None:
 @pytest.mark.parametrize("op", ["migrate", "restore"])
 def test_incoming_ok_prints_nothing_writes_nothing(world: tuple[Any, HookEnv], op: str) -> None:
     fs, h = world
-    xml = domain_xml("vm1", DOM1, [(uid(), GVT, V58), (uid(), MTTY, "mtty-2")])
+    xml = mdev_xml("vm1", DOM_A, [(uid(), GVT, GVT_V58), (uid(), MTTY, "mtty-2")])
     r = h.run("vm1", op, "begin", xml)
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
     _no_trace(fs, h)
@@ -38,8 +40,8 @@ def test_incoming_ok_prints_nothing_writes_nothing(world: tuple[Any, HookEnv], o
 
 
 @pytest.mark.parametrize(("op", "make", "expected"), [
-    ("migrate", lambda u: [(u, "0000:99:00.0", V54)], "parent 0000:99:00.0 not found"),
-    ("restore", lambda u: [(u, GVT, V54), (uid(), GVT, V54)], "no free instance (available_instances=1; this "
+    ("migrate", lambda u: [(u, "0000:99:00.0", GVT_V54)], "parent 0000:99:00.0 not found"),
+    ("restore", lambda u: [(u, GVT, GVT_V54), (uid(), GVT, GVT_V54)], "no free instance (available_instances=1; this "
                                                               "domain needs 2"),
     ("migrate", lambda u: [(u, GVT, "nvidia-231")], f"parent {GVT} does not offer type nvidia-231"),
 ])
@@ -48,7 +50,7 @@ def test_incoming_refused_early_with_one_line(world: tuple[Any, HookEnv], op: st
                                                expected: str) -> None:
     fs, h = world
     u = uid()
-    r = h.run("vm1", op, "begin", domain_xml("vm1", DOM1, make(u)))
+    r = h.run("vm1", op, "begin", mdev_xml("vm1", DOM_A, make(u)))
     assert r.returncode == 1 and r.stdout == b""
     line = one_line(r.stderr.decode())
     when = "before the domain came to this host" if op == "migrate" else "before the saved domain is restored"
@@ -59,14 +61,14 @@ def test_incoming_refused_early_with_one_line(world: tuple[Any, HookEnv], op: st
 def test_incoming_accepts_own_devices_refuses_anothers(world: tuple[Any, HookEnv]) -> None:
     fs, h = world
     mine, theirs = uid(), uid()
-    assert h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(mine, MTTY, "mtty-1")])).returncode == 0
-    assert h.run("vm2", "prepare", "begin", domain_xml("vm2", DOM2, [(theirs, MTTY, "mtty-1")])).returncode == 0
+    assert h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(mine, MTTY, "mtty-1")])).returncode == 0
+    assert h.run("vm2", "prepare", "begin", mdev_xml("vm2", DOM_B, [(theirs, MTTY, "mtty-1")])).returncode == 0
     before = (fs.devices(), h.ledger(), len(writes(fs)))
-    r = h.run("vm1", "migrate", "begin", domain_xml("vm1", DOM1, [(mine, MTTY, "mtty-1")]))
+    r = h.run("vm1", "migrate", "begin", mdev_xml("vm1", DOM_A, [(mine, MTTY, "mtty-1")]))
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
-    r = h.run("vm1", "restore", "begin", domain_xml("vm1", DOM1, [(theirs, MTTY, "mtty-1")]))
+    r = h.run("vm1", "restore", "begin", mdev_xml("vm1", DOM_A, [(theirs, MTTY, "mtty-1")]))
     assert r.returncode == 1 and r.stdout == b""
-    assert f"the ledger gives it to domain vm2 ({DOM2})" in one_line(r.stderr.decode())
+    assert f"the ledger gives it to domain vm2 ({DOM_B})" in one_line(r.stderr.decode())
     assert (fs.devices(), h.ledger(), len(writes(fs))) == before
 
 
@@ -74,7 +76,7 @@ def test_incoming_check_applies_the_policy(world: tuple[Any, HookEnv]) -> None:
     fs, h = world
     h.write('allowed_types = ["mtty-1"]\n')
     u = uid()
-    r = h.run("vm1", "migrate", "begin", domain_xml("vm1", DOM1, [(u, MTTY, "mtty-2")]))
+    r = h.run("vm1", "migrate", "begin", mdev_xml("vm1", DOM_A, [(u, MTTY, "mtty-2")]))
     assert r.returncode == 1 and "type mtty-2 is not allowed by allowed_types" in one_line(r.stderr.decode())
     _no_trace(fs, h)
 
@@ -82,7 +84,7 @@ def test_incoming_check_applies_the_policy(world: tuple[Any, HookEnv]) -> None:
 def test_parents_table_renames_a_parent_for_this_host(world: tuple[Any, HookEnv], tmp_path: Path) -> None:
     fs, h = world
     u = uid()
-    xml = domain_xml("vm1", DOM1, [(u, OLD, V58)])
+    xml = mdev_xml("vm1", DOM_A, [(u, OLD, GVT_V58)])
     # without the table: the source host's parent does not exist here
     r = h.run("vm1", "migrate", "begin", xml)
     assert r.returncode == 1 and f"parent {OLD} not found" in one_line(r.stderr.decode())
@@ -101,7 +103,7 @@ def test_parents_table_renames_a_parent_for_this_host(world: tuple[Any, HookEnv]
     assert f"[parents]: a domain's {OLD} -> {GVT} on this host" in s.stdout, s.stdout
     r = h.run("vm1", "prepare", "begin", xml)
     assert (r.returncode, r.stderr) == (0, b""), r.stderr
-    assert fs.devices() == {u: (GVT, V58)}
+    assert fs.devices() == {u: (GVT, GVT_V58)}
     assert json.loads((h.state_dir / f"{u}.json").read_text())["parent"] == GVT  # the ledger records the real one
     mapped = [e for e in h.events() if e["event"] == "mdev.parent_mapped"]
     assert {(e["domain_parent"], e["host_parent"]) for e in mapped} == {(OLD, GVT)}
@@ -115,9 +117,9 @@ def test_mapped_parent_missing_names_both(world: tuple[Any, HookEnv]) -> None:
     fs, h = world
     h.write(f'[parents]\n"{OLD}" = "0000:81:00.0"\n')
     u = uid()
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(u, OLD, V58)]))
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(u, OLD, GVT_V58)]))
     line = one_line(r.stderr.decode())
-    assert f"mdev {u} (type {V58} on 0000:81:00.0, mapped from {OLD} by [parents])" in line
+    assert f"mdev {u} (type {GVT_V58} on 0000:81:00.0, mapped from {OLD} by [parents])" in line
     assert "parent 0000:81:00.0 not found" in line
     _no_trace(fs, h)
 
@@ -132,7 +134,7 @@ def test_bad_parents_table_is_one_line(world: tuple[Any, HookEnv], text: str, ma
     fs, h = world
     h.write(text)
     for op in ("prepare", "migrate"):
-        r = h.run("vm1", op, "begin", domain_xml("vm1", DOM1, [(uid(), MTTY, "mtty-1")]))
+        r = h.run("vm1", op, "begin", mdev_xml("vm1", DOM_A, [(uid(), MTTY, "mtty-1")]))
         assert r.returncode == 1 and match in one_line(r.stderr.decode())
     _no_trace(fs, h)
 

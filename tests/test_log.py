@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support.common import DOM1, MTTY, one_line, uid
-from support.hookrun import HookEnv, domain_xml
+from support.asserts import one_line
+from support.hookrun import HookEnv, mdev_xml
+from support.ids import DOM_A, MTTY, uid
 
 
 def parse_entry(data: bytes) -> dict[str, str]:
@@ -52,7 +53,7 @@ def test_journal_gets_every_event_with_its_fields(fakesysfs: Callable[..., Any],
     h = HookEnv(tmp_path / "hook", fs.root, 'log_file = "journal"')
     s, path = journal(tmp_path)
     u = uid()
-    xml = domain_xml("vm1", DOM1, [(u, MTTY, "mtty-2")])
+    xml = mdev_xml("vm1", DOM_A, [(u, MTTY, "mtty-2")])
     assert h.run("vm1", "prepare", "begin", xml, MDEV_HOOKS_JOURNAL_SOCKET=path).returncode == 0
     assert h.run("vm1", "release", "end", xml, MDEV_HOOKS_JOURNAL_SOCKET=path).returncode == 0
     got = entries(s)
@@ -71,7 +72,7 @@ def test_journal_failure_is_a_warning_priority_and_still_one_line(fakesysfs: Cal
     fs = fakesysfs("mtty-sample")
     h = HookEnv(tmp_path / "hook", fs.root, 'log_file = "journal"')
     s, path = journal(tmp_path)
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(uid(), MTTY, "nope")]),
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(uid(), MTTY, "nope")]),
               MDEV_HOOKS_JOURNAL_SOCKET=path)
     assert r.returncode == 1 and "does not offer type nope" in one_line(r.stderr)
     failed = [e for e in entries(s) if e["EVENT"] == "hook.failed"]
@@ -83,7 +84,7 @@ def test_journal_without_journald_falls_back_to_syslog_and_never_fails(fakesysfs
     fs = fakesysfs("mtty-sample")
     h = HookEnv(tmp_path / "hook", fs.root, 'log_file = "journal"')
     u = uid()
-    xml = domain_xml("vm1", DOM1, [(u, MTTY, "mtty-2")])
+    xml = mdev_xml("vm1", DOM_A, [(u, MTTY, "mtty-2")])
     r = h.run("vm1", "prepare", "begin", xml, MDEV_HOOKS_JOURNAL_SOCKET=str(tmp_path / "no-such-socket"))
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
     assert fs.devices() == {u: (MTTY, "mtty-2")}

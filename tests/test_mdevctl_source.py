@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.common import DOM1, GVT, MTTY, V58, cli, one_line, uid, writes
-from support.hookrun import HookEnv, domain_xml
+from support.asserts import one_line
+from support.common import cli, writes
+from support.hookrun import HookEnv, mdev_xml
+from support.ids import DOM_A, GVT, GVT_V58, MTTY, uid
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "mdevctl" / "vfio_ap-defined-by-m
 
 def hostdev_only(name: str, dom: str, uuids: list[str], meta: list[tuple[str, str, str]] = ()) -> bytes:  # type: ignore[assignment]
     """A domain with managed mdev hostdevs for `uuids` and metadata only for `meta`."""
-    xml = domain_xml(name, dom, list(meta))
+    xml = mdev_xml(name, dom, list(meta))
     extra = "".join(f"<hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'><source>"
                     f"<address uuid='{u}'/></source></hostdev>" for u in uuids if u not in {m[0] for m in meta})
     return xml.replace(b"</devices>", extra.encode() + b"</devices>")
@@ -54,7 +56,7 @@ def test_mdevctl_definition_is_created_on_demand_and_removed(mworld: tuple[Any, 
     fs, h, d = mworld
     u = uid()
     path = define(d, MTTY, u, "mtty-2", start="auto")
-    xml = hostdev_only("vm1", DOM1, [u])
+    xml = hostdev_only("vm1", DOM_A, [u])
     file = tmp_path / "dom.xml"
     file.write_bytes(xml)
     p = cli(h, "plan", str(file))
@@ -73,20 +75,20 @@ def test_metadata_wins_over_mdevctl(mworld: tuple[Any, HookEnv, Path], tmp_path:
     fs, h, d = mworld
     u = uid()
     path = define(d, MTTY, u, "mtty-2")
-    xml = hostdev_only("vm1", DOM1, [u], [(u, GVT, V58)])
+    xml = hostdev_only("vm1", DOM_A, [u], [(u, GVT, GVT_V58)])
     file = tmp_path / "dom.xml"
     file.write_bytes(xml)
     p = cli(h, "plan", str(file))
     assert f"mdev {u}: source: metadata (the mdevctl definition {path} is ignored" in p.stdout, p.stdout
     assert h.run("vm1", "prepare", "begin", xml).returncode == 0
-    assert fs.devices() == {u: (GVT, V58)}
+    assert fs.devices() == {u: (GVT, GVT_V58)}
     assert [e["path"] for e in h.events() if e["event"] == "mdev.mdevctl_ignored"] == [str(path)]
 
 
 def test_no_metadata_no_definition_says_both(mworld: tuple[Any, HookEnv, Path]) -> None:
     fs, h, d = mworld
     u = uid()
-    r = h.run("vm1", "prepare", "begin", hostdev_only("vm1", DOM1, [u]))
+    r = h.run("vm1", "prepare", "begin", hostdev_only("vm1", DOM_A, [u]))
     line = one_line(r.stderr.decode())
     assert "does not say which parent and type to create; add it with: virsh metadata" in line
     assert f"(or define it with mdevctl: there is no {d}/*/{u})" in line
@@ -102,7 +104,7 @@ def test_mdevctl_attrs_in_order_real_definition(fakesysfs: Callable[..., Any], t
     u = "783e6dbb-ea0e-411f-94e2-717eaad438bf"
     (d / "matrix" / u).write_bytes(FIXTURE.read_bytes())
     h.write(f'mdevctl_dir = "{d}"\n')
-    xml = hostdev_only("g1", DOM1, [u])
+    xml = hostdev_only("g1", DOM_A, [u])
     r = h.run("g1", "prepare", "begin", xml)
     assert (r.returncode, r.stderr) == (0, b""), r.stderr
     ops = [(e["op"], os.path.basename(e["path"]), e.get("data")) for e in fs.journal()
@@ -155,8 +157,8 @@ def test_hostile_mdevctl_definitions(mworld: tuple[Any, HookEnv, Path], tmp_path
         define(d, MTTY, u, "mtty-1", [{"x": "1"}] * 8000)
     elif setup == "defined twice":
         define(d, MTTY, u, "mtty-1")
-        define(d, GVT, u, V58)
-    r = h.run("vm1", "prepare", "begin", hostdev_only("vm1", DOM1, [u]))
+        define(d, GVT, u, GVT_V58)
+    r = h.run("vm1", "prepare", "begin", hostdev_only("vm1", DOM_A, [u]))
     assert r.returncode == 1 and r.stdout == b""
     assert expected in one_line(r.stderr.decode())
     assert writes(fs) == [] and h.ledger() == []

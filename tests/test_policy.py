@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.common import DOM1, GVT, MTTY, T4, V54, V58, cli, one_line, uid, writes
-from support.hookrun import HookEnv, domain_xml
+from support.asserts import one_line
+from support.common import cli, writes
+from support.hookrun import HookEnv, mdev_xml
+from support.ids import DOM_A, GVT, GVT_V54, GVT_V58, MTTY, T4, uid
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ POLICY = 'allowed_parents = ["0000:00:*", "mtty"]\nallowed_types = ["i915-GVTg_V
 
 @pytest.mark.parametrize(("mdev", "rule"), [
     ((T4, "nvidia-222"), 'parent 0000:3b:00.0 is not allowed by allowed_parents = ["0000:00:*", "mtty"]'),
-    ((GVT, V54), 'type i915-GVTg_V5_4 is not allowed by allowed_types = ["i915-GVTg_V5_[8]", "mtty-*"]'),
+    ((GVT, GVT_V54), 'type i915-GVTg_V5_4 is not allowed by allowed_types = ["i915-GVTg_V5_[8]", "mtty-*"]'),
 ])
 def test_policy_refuses_with_the_rule_and_writes_nothing(world: tuple[Any, HookEnv], tmp_path: Path,
                                                          mdev: tuple[str, str], rule: str) -> None:
@@ -33,11 +35,11 @@ def test_policy_refuses_with_the_rule_and_writes_nothing(world: tuple[Any, HookE
     h.write(POLICY)
     ok, bad = uid(), uid()
     # the allowed device comes first: validation refuses the whole start before any create
-    xml = domain_xml("vm1", DOM1, [(ok, MTTY, "mtty-1"), (bad, *mdev)])
+    xml = mdev_xml("vm1", DOM_A, [(ok, MTTY, "mtty-1"), (bad, *mdev)])
     r = h.run("vm1", "prepare", "begin", xml)
     assert r.returncode == 1 and r.stdout == b""
     line = one_line(r.stderr.decode())
-    assert line == f"mdev-hooks: mdev {bad} (type {mdev[1]} on {mdev[0]}): {rule} in {h.config}\n"
+    assert line == f"mdev {bad} (type {mdev[1]} on {mdev[0]}): {rule} in {h.config}"
     assert writes(fs) == [] and fs.devices() == {} and h.ledger() == []
     refused = [e for e in h.events() if e["event"] == "mdev.policy_refused"]
     assert [e["mdev"] for e in refused] == [bad]
@@ -45,7 +47,7 @@ def test_policy_refuses_with_the_rule_and_writes_nothing(world: tuple[Any, HookE
     path = tmp_path / "dom.xml"
     path.write_bytes(xml)
     p = cli(h, "plan", str(path))
-    assert (p.returncode, p.stderr) == (1, line)
+    assert (p.returncode, p.stderr) == (1, f"mdev-hooks: {line}\n")
     assert f'policy ({h.config}): allowed_parents = ["0000:00:*", "mtty"], allowed_types = ' in p.stdout
     data = json.loads(cli(h, "plan", "--json", str(path)).stdout)
     assert data["policy"] == {"config": str(h.config), "allowed_parents": ["0000:00:*", "mtty"],
@@ -56,10 +58,10 @@ def test_policy_allows_matching_devices(world: tuple[Any, HookEnv]) -> None:
     fs, h = world
     h.write(POLICY)
     a, b = uid(), uid()
-    xml = domain_xml("vm1", DOM1, [(a, GVT, V58), (b, MTTY, "mtty-2")])
+    xml = mdev_xml("vm1", DOM_A, [(a, GVT, GVT_V58), (b, MTTY, "mtty-2")])
     r = h.run("vm1", "prepare", "begin", xml)
     assert (r.returncode, r.stderr) == (0, b""), r.stderr
-    assert fs.devices() == {a: (GVT, V58), b: (MTTY, "mtty-2")}
+    assert fs.devices() == {a: (GVT, GVT_V58), b: (MTTY, "mtty-2")}
     assert sorted(e["mdev"] for e in h.events() if e["event"] == "mdev.policy_allowed") == sorted([a, b])
     # a policy tightened while the VM runs does not stop release from removing what the hook created
     h.write('allowed_parents = []\n')
@@ -71,7 +73,7 @@ def test_empty_policy_list_allows_nothing(world: tuple[Any, HookEnv]) -> None:
     fs, h = world
     h.write("allowed_types = []\n")
     u = uid()
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(u, MTTY, "mtty-1")]))
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(u, MTTY, "mtty-1")]))
     assert "type mtty-1 is not allowed by allowed_types = []" in one_line(r.stderr.decode())
     assert writes(fs) == []
 
@@ -83,8 +85,8 @@ def test_status_shows_policy_and_allowed_column(world: tuple[Any, HookEnv]) -> N
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "ALLOWED" in out and f"policy ({h.config}): allowed_parents" in out
-    assert re.search(rf"^  {re.escape(GVT)}\s+{V58}\s+GVTg_V5_8\s+\d+\s+0\s+yes\s", out, re.M), out
-    assert re.search(rf"^  {re.escape(GVT)}\s+{V54}\s+GVTg_V5_4\s+\d+\s+0\s+no\s", out, re.M), out
+    assert re.search(rf"^  {re.escape(GVT)}\s+{GVT_V58}\s+GVTg_V5_8\s+\d+\s+0\s+yes\s", out, re.M), out
+    assert re.search(rf"^  {re.escape(GVT)}\s+{GVT_V54}\s+GVTg_V5_4\s+\d+\s+0\s+no\s", out, re.M), out
     assert re.search(rf"^  {re.escape(T4)}\s+nvidia-222\s+.*\s0\s+no\s", out, re.M), out
     data = json.loads(cli(h, "status", "--json").stdout)
     types = {(p["parent"], t["type"]): t["allowed"] for p in data["parents"] for t in p["types"]}
@@ -105,7 +107,7 @@ def test_status_shows_policy_and_allowed_column(world: tuple[Any, HookEnv]) -> N
 def test_bad_policy_fails_prepare_with_one_line(world: tuple[Any, HookEnv], text: str, match: str) -> None:
     fs, h = world
     h.write(text)
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM1, [(uid(), MTTY, "mtty-1")]))
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(uid(), MTTY, "mtty-1")]))
     assert r.returncode == 1 and match in one_line(r.stderr.decode())
     assert writes(fs) == []
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.asserts import one_line
 from support.attrxml import xml
-from support.common import DOM1, DOM2, dom_uuid, one_line, uid
 from support.common import cli_without_virsh as cli
 from support.hookrun import HookEnv
+from support.ids import DOM_A, DOM_B, PF, dom_uuid, uid
 
-PF = "0000:41:00.0"
 VFS = [f"0000:41:0{i // 8}.{i % 8}" for i in range(4, 36)]  # 0000:41:00.4 .. 0000:41:04.3, address order
 A40_2Q, A40_24Q, A40_48Q = "nvidia-558", "nvidia-565", "nvidia-566"
 
@@ -40,7 +40,7 @@ def test_pf_parent_takes_the_first_free_vfs_in_address_order(a40: tuple[Any, Hoo
     for vf in VFS[:3]:  # virtfn0..2 busy: by link name virtfn10 (0000:41:01.6) would come next, by address .7
         fs.create_external(vf, A40_2Q, uid())
     a, b = uid(), uid()
-    d = doc("vdi1", DOM1, [(a, A40_2Q), (b, A40_2Q)])
+    d = doc("vdi1", DOM_A, [(a, A40_2Q), (b, A40_2Q)])
     path = tmp_path / "vdi1.xml"
     path.write_bytes(d)
     plan = cli(h, "plan", str(path))
@@ -98,9 +98,9 @@ def test_concurrent_starts_on_one_pf_get_different_vfs(a40: tuple[Any, HookEnv])
 def test_no_vf_with_a_free_instance_is_one_line_naming_pf_and_type(a40: tuple[Any, HookEnv]) -> None:
     fs, h = a40
     a, b = uid(), uid()
-    assert h.run("vm1", "prepare", "begin", doc("vm1", DOM1, [(a, A40_24Q), (b, A40_24Q)])).returncode == 0
+    assert h.run("vm1", "prepare", "begin", doc("vm1", DOM_A, [(a, A40_24Q), (b, A40_24Q)])).returncode == 0
     assert [e["parent"] for e in creates(fs)] == VFS[:2]  # A40-24Q: 2 per GPU
-    for dom, t in ((DOM2, A40_24Q), (dom_uuid(3), A40_2Q)):  # the cap, then another type on a time-sliced GPU
+    for dom, t in ((DOM_B, A40_24Q), (dom_uuid(3), A40_2Q)):  # the cap, then another type on a time-sliced GPU
         r = h.run("vm2", "prepare", "begin", doc("vm2", dom, [(uid(), t)]))
         err = one_line(r.stderr)
         assert r.returncode == 1 and f"no VF of PF {PF} has a free instance of type {t}" in err
@@ -108,7 +108,7 @@ def test_no_vf_with_a_free_instance_is_one_line_naming_pf_and_type(a40: tuple[An
     assert len(creates(fs)) == 2
     # the per-GPU maximum is not visible per VF before a create: a domain asking for 3 gets 2, the kernel refuses
     # the 3rd; the line still names the PF, and the two are rolled back
-    assert h.run("vm1", "release", "end", doc("vm1", DOM1, [(a, A40_24Q), (b, A40_24Q)])).returncode == 0
+    assert h.run("vm1", "release", "end", doc("vm1", DOM_A, [(a, A40_24Q), (b, A40_24Q)])).returncode == 0
     three = [uid() for _ in range(3)]
     r = h.run("vm3", "prepare", "begin", doc("vm3", dom_uuid(4), [(u, A40_24Q) for u in three]))
     err = one_line(r.stderr)
@@ -122,7 +122,7 @@ def test_no_vf_with_a_free_instance_is_one_line_naming_pf_and_type(a40: tuple[An
 
 def test_pf_whose_vfs_do_not_offer_the_type(a40: tuple[Any, HookEnv]) -> None:
     fs, h = a40
-    r = h.run("vm1", "prepare", "begin", doc("vm1", DOM1, [(uid(), "nvidia-999")]))
+    r = h.run("vm1", "prepare", "begin", doc("vm1", DOM_A, [(uid(), "nvidia-999")]))
     err = one_line(r.stderr)
     assert r.returncode == 1 and f"none of the 32 VFs of PF {PF} offers type nvidia-999" in err
     assert f"mdev-hooks types --parent {VFS[0]}" in err and creates(fs) == []
@@ -137,7 +137,7 @@ def test_pf_and_its_vfs_are_used_under_the_pf_lock(a40: tuple[Any, HookEnv], par
     h.lock_dir.mkdir(mode=0o700)
     with open(h.lock_dir / f"{PF}.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        r = h.run("vm1", "prepare", "begin", doc("vm1", DOM1, [(uid(), A40_48Q)], parent=parent))
+        r = h.run("vm1", "prepare", "begin", doc("vm1", DOM_A, [(uid(), A40_48Q)], parent=parent))
     assert r.returncode == 1 and f"waiting for the lock of parent {PF}" in one_line(r.stderr)
     assert creates(fs) == []
 
@@ -157,6 +157,6 @@ def test_add_accepts_a_pf_whose_vfs_offer_the_type(fakesysfs: Callable[..., Any]
 
 def test_pf_dry_run_logs_the_vf_and_writes_nothing(a40: tuple[Any, HookEnv]) -> None:
     fs, h = a40
-    r = h.run("vm1", "prepare", "begin", doc("vm1", DOM1, [(uid(), A40_2Q)]), MDEV_HOOKS_DRY_RUN="1")
+    r = h.run("vm1", "prepare", "begin", doc("vm1", DOM_A, [(uid(), A40_2Q)]), MDEV_HOOKS_DRY_RUN="1")
     assert (r.returncode, r.stderr) == (0, b"") and creates(fs) == [] and h.ledger() == []
     assert [(e["vf"], e["pf"]) for e in h.events() if e["event"] == "mdev.vf_chosen"] == [(VFS[0], PF)]

@@ -6,6 +6,8 @@ choices, and values found at completion time: domains (`virsh list --all --name`
 $MDEV_HOOKS_VIRSH) for add/drop, parents (`<sysfs>/class/mdev_bus`) for --parent, the types of the parent given on
 the line for --type (of the VF's nvidia/creatable_vgpu_types with --vf), vGPU VFs for --vf, mdev UUIDs for drop,
 files for plan. <sysfs> is --sysfs-root on the line, else $MDEV_HOOKS_SYSFS_ROOT, else /sys.
+
+Invariant: command names, options and choices come from the parser, never from a second list here.
 """
 
 from __future__ import annotations

@@ -204,9 +204,9 @@ PLAIN_PASSTHROUGH = ("its managed PCI hostdev is a plain passthrough, not a vGPU
 def drop_vgpu(root: etree._Element, vf: str, bound: tuple[str, str] | None,
               unbound: str = PLAIN_PASSTHROUGH) -> list[str]:
     """Remove the managed PCI hostdev on `vf` and its kind="nvidia-vf" entry: the entries naming the VF, else one
-    whose (parent, type) is `bound`, the entry naming a PF that the hook binds to this hostdev (nvidia_vf.bind; alike
-    entries are interchangeable). `unbound` says why a hostdev without an entry is not ours. Returns what was
-    removed."""
+    whose (parent, type) is `bound`, the entry naming a PF that the hook binds to this hostdev (bind() in
+    core/kinds/nvidia_vf.py; alike entries are interchangeable). `unbound` says why a hostdev without an entry is
+    not ours. Returns what was removed."""
     name = domain_name(root)
     on_vf = _pci_hostdevs_at(root, vf)
     hostdevs = [hd for hd in on_vf if hd.get("managed") == "yes"]

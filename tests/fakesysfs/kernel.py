@@ -1,4 +1,4 @@
-"""The kernel behind the fake mount: mdev core, vendor drivers, and the control file's fault injection.
+"""The kernel behind the fake mount: the mdev core (vendor drivers: vendor.py, fault injection: control.py).
 
 Independent of FUSE: fs.py hands every write() to Kernel.write() and every read to a node's reader. One re-entrant
 lock (the analogue of the core's mdev_list_lock) guards the tree and the state; injected delays sleep outside it, so
@@ -9,82 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 from fakesysfs import parse, profiles
+from fakesysfs.control import ControlFile
 from fakesysfs.journal import Journal
 from fakesysfs.profiles import Host, ParentSpec, TypeSpec
+from fakesysfs.state import CONTROL, Device, Rules, err
 from fakesysfs.tree import File, Reader, Tree, Writer, text
-
-CONTROL = "/.fake-control"
-AP_MAX_ID = 255  # ap_max_adapter_id / ap_max_domain_id on current machines
-UEVENT_ACTIONS = {b"add", b"remove", b"change", b"move", b"online", b"offline", b"bind", b"unbind"}
+from fakesysfs.vendor import VendorDrivers
 
 
-def err(code: int) -> OSError:
-    return OSError(code, f"{errno.errorcode[code]} (fake sysfs)")
+class Kernel(VendorDrivers, ControlFile):
+    """The mdev core and the device tree; vendor drivers and the control file are mixins (vendor.py, control.py)."""
 
-
-def errno_of(value: object) -> int:
-    """An errno given by name ("EIO") or number."""
-    code = getattr(errno, value, None) if isinstance(value, str) else value
-    if not isinstance(code, int) or code not in errno.errorcode:
-        raise ValueError(f"unknown errno {value!r}")
-    return code
-
-
-@dataclass(eq=False)
-class Device:
-    uuid: str
-    parent: ParentSpec
-    type: TypeSpec
-    actor: str
-    state: str = "creating"  # creating -> active -> removing -> gone; capacity and UUID are held throughout
-    group: int = -1
-    remove_node: File | None = None
-    params: bytes = b""
-    adapters: set[int] = field(default_factory=set)
-    domains: set[int] = field(default_factory=set)
-    control_domains: set[int] = field(default_factory=set)
-
-    @property
-    def path(self) -> str:
-        return f"{self.parent.path}/{self.uuid}"
-
-    @property
-    def type_dir(self) -> str:
-        return f"{self.parent.path}/mdev_supported_types/{self.type.id}"
-
-
-@dataclass
-class FailRule:
-    op: str
-    code: int
-    nth: int = 1
-    count: int = 1  # -1: every matching write from the nth on
-    parent: str | None = None
-    seen: int = 0
-    fired: int = 0
-
-
-@dataclass
-class Rules:
-    fails: list[FailRule] = field(default_factory=list)
-    delays: dict[tuple[str, str | None], float] = field(default_factory=dict)
-    busy: dict[str, str] = field(default_factory=dict)  # uuid -> "block" | "ebusy"
-    exhaust: dict[str | None, int] = field(default_factory=dict)
-    timers: list[threading.Timer] = field(default_factory=list)
-
-    def delay(self, op: str, parent: str) -> float:
-        return self.delays.get((op, parent), self.delays.get((op, None), 0.0))
-
-
-class Kernel:
     def __init__(self, host: Host, journal: Journal) -> None:
         self.host = host
         self.journal = journal
@@ -395,219 +336,3 @@ class Kernel:
             self.registered.discard(name)
             self.unregistering.discard(name)
             self.changed.notify_all()
-
-    # ---- vendor attributes -------------------------------------------------------------------------------------
-
-    def _vendor_files(self, dev: Device) -> None:
-        t, p = self.tree, dev.parent
-        if p.is_nvidia:
-            t.file(f"{dev.path}/nvidia/vgpu_params", lambda: dev.params, self._params_writer(dev), **self._meta(dev))
-        for attr in p.attributes:
-            path = f"{dev.path}/{attr}"
-            if attr == "vendor/sample_mdev_dev":
-                t.file(path, text(f"This is MDEV {dev.uuid}"))
-            elif attr == "vendor/memory":
-                t.file(path, text(f"{dev.type.consumes.get('mbytes', 0)} MB"))
-            elif attr.startswith(("assign_", "unassign_")):
-                t.file(path, write=self._ap_writer(dev, attr), **self._meta(dev))
-            elif attr in ("matrix", "guest_matrix"):
-                t.file(path, lambda: _ap_matrix(dev))
-            elif attr == "control_domains":
-                t.file(path, lambda: "".join(f"{d:04x}\n" for d in sorted(dev.control_domains)).encode())
-            else:
-                t.file(path, text(""))
-
-    @staticmethod
-    def _meta(dev: Device) -> dict[str, Any]:
-        return {"op": "write", "parent": dev.parent.name, "type": dev.type.id, "uuid": dev.uuid}
-
-    def _params_writer(self, dev: Device) -> Writer:
-        def write(data: bytes, rec: dict[str, Any]) -> None:
-            with self.lock:
-                dev.params = data
-
-        return write
-
-    def _ap_writer(self, dev: Device, attr: str) -> Writer:
-        assign = attr.startswith("assign_")
-        kind = attr.split("_", 1)[1]  # adapter | domain | control_domain
-
-        def write(data: bytes, rec: dict[str, Any]) -> None:
-            value = parse.kstrtoul(data)
-            with self.lock:
-                if value > AP_MAX_ID:
-                    raise err(errno.ENODEV)
-                ids = {"adapter": dev.adapters, "domain": dev.domains, "control_domain": dev.control_domains}[kind]
-                if not assign:
-                    ids.discard(value)
-                    return
-                if kind != "control_domain":
-                    wanted = (
-                        {(value, d) for d in dev.domains} if kind == "adapter" else {(a, value) for a in dev.adapters}
-                    )
-                    for other in self.devices.values():
-                        taken = {(a, d) for a in other.adapters for d in other.domains}
-                        if other is not dev and other.parent is dev.parent and wanted & taken:
-                            raise err(errno.EBUSY)  # an APQN belongs to one mdev only
-                ids.add(value)
-
-        return write
-
-    def _uevent(self, data: bytes, rec: dict[str, Any]) -> None:
-        words = data.split()
-        if not words or words[0] not in UEVENT_ACTIONS:
-            raise err(errno.EINVAL)
-
-    # ---- NVIDIA vendor-specific VFIO (no mdev) -----------------------------------------------------------------
-
-    def _build_vendor_vfio(self, p: ParentSpec) -> None:
-        base = f"{p.path}/nvidia"
-        self.tree.file(f"{base}/creatable_vgpu_types", lambda: self._creatable(p))
-        self.tree.file(
-            f"{base}/current_vgpu_type",
-            lambda: f"{self.vgpus.get(p.name, '0')}\n".encode(),
-            self._vgpu_writer(p),
-            op="write",
-            parent=p.name,
-        )
-
-    def _creatable(self, p: ParentSpec) -> bytes:
-        with self.lock:
-            live = self._live()
-            rows = [f"{t.id:<6}: {t.name}\n" for t in p.types if profiles.available(self.host, live, p.name, t.id)]
-        return ("ID    : vGPU Name\n" + "".join(rows)).encode()
-
-    def _vgpu_writer(self, p: ParentSpec) -> Writer:
-        def write(data: bytes, rec: dict[str, Any]) -> None:
-            value = parse.kstrtoul(data)
-            rec["op"] = "create" if value else "remove"
-            self._inject(rec["op"], p.name)
-            with self.lock:
-                if p.name not in self.registered or p.name in self.unregistering:
-                    raise err(errno.ENODEV)
-                if not value:
-                    rec["type"] = self.vgpus.pop(p.name, None)
-                    rec["noop"] = rec["type"] is None
-                    return
-                rec["type"] = type_id = str(value)
-                # The errnos below are our guess: NVIDIA documents none for current_vgpu_type.
-                if p.name in self.vgpus:
-                    raise err(errno.EBUSY)  # the VF already has a vGPU: clear it with 0 first
-                if p.type(type_id) is None or profiles.available(self.host, self._live(), p.name, type_id) < 1:
-                    raise err(errno.EINVAL)  # not in creatable_vgpu_types right now
-                self.vgpus[p.name] = type_id
-                pause = self.rules.delay("create", p.name)
-            if pause:
-                time.sleep(pause)
-
-        return write
-
-    # ---- control file ------------------------------------------------------------------------------------------
-
-    def _control(self, data: bytes, rec: dict[str, Any]) -> None:
-        try:
-            cmd = json.loads(data)
-            if not isinstance(cmd, dict):
-                raise ValueError("a JSON object is needed")
-            rec["cmd"] = cmd.get("cmd")
-            self.command(cmd, rec["pid"])
-        except (ValueError, KeyError, TypeError) as e:
-            rec["error"] = str(e)
-            raise err(errno.EINVAL) from e
-
-    def command(self, cmd: dict[str, Any], pid: int = 0) -> None:
-        name = cmd["cmd"]
-        if name == "delay":
-            op, ms = _op(cmd), float(cmd.get("ms", 0))
-            with self.lock:
-                if ms > 0:
-                    self.rules.delays[(op, cmd.get("parent"))] = ms / 1000
-                else:
-                    self.rules.delays.pop((op, cmd.get("parent")), None)
-        elif name == "fail":
-            rule = FailRule(
-                op=_op(cmd),
-                code=errno_of(cmd.get("errno", "EIO")),
-                nth=int(cmd.get("nth", 1)),
-                count=int(cmd.get("count", 1)),
-                parent=cmd.get("parent"),
-            )
-            with self.lock:
-                self.rules.fails.append(rule)
-        elif name == "busy":
-            uuid, mode = str(cmd["uuid"]).lower(), cmd.get("mode", "block")
-            if mode not in ("block", "ebusy"):
-                raise ValueError(f"busy mode {mode!r}: block or ebusy")
-            with self.lock:
-                if cmd.get("on", True):
-                    self.rules.busy[uuid] = mode
-                else:
-                    self.rules.busy.pop(uuid, None)
-                self.changed.notify_all()
-        elif name == "vanish":
-            timer = threading.Timer(float(cmd.get("after_ms", 0)) / 1000, self._vanish, [str(cmd["uuid"]).lower()])
-            timer.daemon = True
-            with self.lock:
-                self.rules.timers.append(timer)
-            timer.start()
-        elif name == "create_external":
-            p = self.host.parents[cmd["parent"]]
-            ty = p.type(cmd["type"])
-            if ty is None:
-                raise KeyError(f"parent {p.name} has no type {cmd['type']}")
-            uuid = parse.create_uuid(str(cmd["uuid"]).encode())
-            rec = self._record("create", "external", pid, parent=p.name, type=ty.id, uuid=uuid)
-            try:
-                self.create(p, ty, uuid, actor="external")
-            except OSError as e:
-                rec["result"] = errno.errorcode.get(e.errno or 0, str(e.errno))
-                raise
-            finally:
-                self._close(rec)
-        elif name == "remove_external":
-            self.remove_now(str(cmd["uuid"]).lower(), "external", pid)
-        elif name == "unregister":
-            self.unregister(cmd["parent"], pid)
-        elif name in ("unbind", "bind"):
-            # a vendor-VFIO VF leaving the nvidia driver (libvirt's managed='yes' binds it to vfio-pci for the VM)
-            # loses its nvidia/ directory; its vGPU type stays set. bind gives the directory back.
-            p = self.host.parents[cmd["vf"]]
-            if p.interface != profiles.VENDOR_VFIO:
-                raise ValueError(f"{p.name} is not a vendor-VFIO VF")
-            with self.lock:
-                if name == "unbind":
-                    self.tree.drop(f"{p.path}/nvidia")
-                else:
-                    self._build_vendor_vfio(p)
-        elif name == "exhaust_errno":
-            with self.lock:
-                self.rules.exhaust[cmd.get("parent")] = errno_of(cmd["errno"])
-        elif name == "reset":
-            self.reset()
-        else:
-            raise ValueError(f"unknown command {name!r}")
-
-    def reset(self) -> None:
-        """Drop every rule; removes blocked by `busy` complete now."""
-        with self.lock:
-            for timer in self.rules.timers:
-                timer.cancel()
-            self.rules = Rules()
-            self.changed.notify_all()
-
-
-def _op(cmd: dict[str, Any]) -> str:
-    op = cmd.get("op")
-    if op not in ("create", "remove"):
-        raise ValueError(f"op {op!r}: create or remove")
-    return str(op)
-
-
-def _ap_matrix(dev: Device) -> bytes:
-    """vfio_ap matrix_show(): aa.dddd per APQN, or aa. / .dddd while one side is still empty."""
-    adapters, domains = sorted(dev.adapters), sorted(dev.domains)
-    if adapters and domains:
-        lines = [f"{a:02x}.{d:04x}" for a in adapters for d in domains]
-    else:
-        lines = [f"{a:02x}." for a in adapters] + [f".{d:04x}" for d in domains]
-    return "".join(line + "\n" for line in lines).encode()

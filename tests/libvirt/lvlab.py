@@ -1,4 +1,5 @@
-"""Helpers for the libvirt tier: virsh, domain XML, the installed hook and its config, the hook's log.
+"""Helpers for the libvirt tier: domain XML, the installed hook and its config, the lab a test module gets
+(virsh and the logs: lvdaemon.py, re-exported here).
 
 Everything here drives the real system libvirtd the way an admin would: files under /etc, `virsh`, SIGHUP.
 """
@@ -7,23 +8,34 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import time
-import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-CTL = REPO / "scripts" / "libvirtd-ctl"
+from lvdaemon import REPO as REPO
+from lvdaemon import DaemonLog as DaemonLog
+from lvdaemon import HookCall as HookCall
+from lvdaemon import HookLog as HookLog
+from lvdaemon import Run as Run
+from lvdaemon import Started as Started
+from lvdaemon import ctl as ctl
+from lvdaemon import daemon_log as daemon_log
+from lvdaemon import finish as finish
+from lvdaemon import reload_daemon as reload_daemon
+from lvdaemon import run as run
+from lvdaemon import set_daemon_log as set_daemon_log
+from lvdaemon import virsh as virsh
+from lvdaemon import virsh_ok as virsh_ok
+from lvdaemon import virsh_start_async as virsh_start_async
+from support import domxml
+from support.ids import uid as new_uuid
+
 LAUNCHER = REPO / "hooks" / "qemu"
-URI = "qemu:///system"
 NS = "urn:mdev-hooks:domain:1"
 HOOKS_DIR = Path("/etc/libvirt/hooks")
 CONFIG_DIR = Path("/etc/mdev-hooks")
@@ -44,77 +56,16 @@ class Mdev:
     type: str
 
 
-@dataclass(frozen=True)
-class Run:
-    argv: list[str]
-    rc: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    def __str__(self) -> str:
-        return (f"$ {' '.join(self.argv)}\nrc={self.rc} ({self.seconds:.2f}s)\n"
-                f"stdout={self.stdout!r}\nstderr={self.stderr!r}")
-
-
-def new_uuid() -> str:
-    return str(uuidlib.uuid4())
-
-
-def run(argv: Sequence[str], timeout: float = 120, stdin: str | None = None) -> Run:
-    t0 = time.monotonic()
-    p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, input=stdin, check=False)
-    return Run(list(argv), p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
-
-
-def virsh(*args: str, timeout: float = 120) -> Run:
-    return run(["virsh", "-c", URI, *args], timeout=timeout)
-
-
-def virsh_ok(*args: str, timeout: float = 120) -> Run:
-    r = virsh(*args, timeout=timeout)
-    assert r.rc == 0, str(r)
-    return r
-
-
-@dataclass
-class Started:
-    argv: list[str]
-    proc: subprocess.Popen[str]
-    t0: float
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
-
-def virsh_start_async(name: str) -> Started:
-    argv = ["virsh", "-c", URI, "start", name]
-    t0 = time.monotonic()
-    return Started(argv, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), t0)
-
-
-def finish(s: Started, timeout: float = 120) -> Run:
-    out, err = s.proc.communicate(timeout=timeout)
-    return Run(s.argv, s.proc.returncode, out, err, time.monotonic() - s.t0)
-
-
-def ctl(verb: str) -> Run:
-    return run([str(CTL), verb], timeout=90)
-
-
 # ---------------------------------------------------------------- domain XML
 
 
 def metadata_xml(mdevs: Iterable[Mdev], style: str) -> str:
-    """Our metadata element as a user would hand-write it: `prefixed` (children in the namespace, as in
-    examples/) or `bare` (only the top element in the namespace, children in no namespace)."""
-    if style == "prefixed":
-        devs = "".join(f'<m:device uuid="{m.uuid}" parent="{m.parent}" type="{m.type}"/>' for m in mdevs)
-        return f'<m:mdevs xmlns:m="{NS}">{devs}</m:mdevs>'
-    if style == "bare":
-        devs = "".join(f'<device uuid="{m.uuid}" parent="{m.parent}" type="{m.type}"/>' for m in mdevs)
-        return f'<mh:mdevs xmlns:mh="{NS}">{devs}</mh:mdevs>'
-    raise ValueError(style)
+    """Our metadata element as a user would hand-write it (support.domxml's): `prefixed` (children in the
+    namespace, as in examples/) or `bare` (only the top element in the namespace, children in no namespace)."""
+    if style not in ("prefixed", "bare"):
+        raise ValueError(style)
+    return domxml.metadata_element([domxml.mdev(m.uuid, m.parent, m.type) for m in mdevs],
+                                   prefixed=style == "prefixed")
 
 
 def set_metadata_value(mdevs: Iterable[Mdev]) -> str:
@@ -124,30 +75,14 @@ def set_metadata_value(mdevs: Iterable[Mdev]) -> str:
 
 
 def domain_xml(name: str, dom_uuid: str, managed: Sequence[Mdev] = (), unmanaged: Sequence[str] = (),
-               metadata: str = "") -> str:
-    """A 64 MiB TCG domain without disks; `metadata` is inserted verbatim into <metadata>."""
-    hostdevs = [(m.uuid, "yes") for m in managed] + [(u, "no") for u in unmanaged]
-    hd = "".join(
-        f"<hostdev mode='subsystem' type='mdev' managed='{mg}' model='vfio-pci'>"
-        f"<source><address uuid='{u}'/></source></hostdev>\n    "
-        for u, mg in hostdevs
-    )
-    meta = f"<metadata>{metadata}</metadata>" if metadata else ""
-    return f"""<domain type='qemu'>
-  <name>{name}</name>
-  <uuid>{dom_uuid}</uuid>
-  {meta}
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    {hd}<memballoon model='none'/>
-  </devices>
-</domain>
-"""
+               metadata: str = "", pci: Sequence[str] = ()) -> str:
+    """A 64 MiB TCG domain without disks (support.domxml's builder): mdev hostdevs, managed then not, then managed
+    PCI hostdevs at the addresses `pci`; `metadata` is inserted verbatim into <metadata>."""
+    items: list[domxml.Mdev | domxml.PciHostdev] = [domxml.Mdev(m.uuid, entry=False, display="") for m in managed]
+    items += [domxml.Mdev(u, hostdev="no", entry=False, display="") for u in unmanaged]
+    items += [domxml.PciHostdev(a) for a in pci]
+    return domxml.domain_xml(name, dom_uuid, items, raw_metadata=metadata, metadata=False, domain_type="qemu",
+                             machine="pc", devices_tail="<memballoon model='none'/>").decode()
 
 
 def define(xml: str, tmp: Path) -> None:
@@ -250,152 +185,6 @@ def saved_host_state(backup_root: Path, clear: bool = True) -> Iterator[None]:
             if src is not None:
                 shutil.copytree(src, d, symlinks=True)
                 shutil.copystat(src, d)
-
-
-class HookLog:
-    """The hook's JSON-lines log; `mark()` then `since()` gives what one scenario wrote."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def all(self) -> list[dict[str, Any]]:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-    def mark(self) -> int:
-        return len(self.all())
-
-    def since(self, mark: int, event: str | None = None, domain: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self.all()[mark:]
-                if (event is None or e.get("event") == event) and (domain is None or e.get("domain") == domain)]
-
-    def calls(self, mark: int, domain: str) -> list[str]:
-        """`op subop` of every hook.invoked for domain since mark, in order."""
-        return [f"{e.get('op')} {e.get('subop', '?')}" for e in self.since(mark, "hook.invoked", domain)]
-
-    def events(self, mark: int, domain: str) -> list[str]:
-        """`op event` of everything the hook logged for domain since mark, in order."""
-        return [f"{e.get('op')} {e['event']}" for e in self.since(mark, domain=domain)]
-
-    def acting_calls(self, mark: int, domain: str) -> list[str]:
-        """The ops that act on mdevs (prepare, release) among the hook.invoked for domain since mark."""
-        return [e["op"] for e in self.since(mark, "hook.invoked", domain) if e.get("op") in ("prepare", "release")]
-
-
-@dataclass(frozen=True)
-class HookCall:
-    """One hook run in libvirtd's log: when (seconds since the epoch), which script, op, subop, extra."""
-
-    time: float
-    hook: Path
-    op: str
-    subop: str
-    extra: str
-
-
-class DaemonLog:
-    """libvirtd's own record of hook activity: `virt-admin` turns on debug logging of util.hook into a file of
-    ours while the daemon runs (no restart, no libvirtd.conf change). It shows every rescan of the hooks
-    directory (virHookCheck) and every hook run (`Calling hook PATH id=DOMAIN op=OP subop=SUBOP extra=X`)."""
-
-    CALL = re.compile(r"Calling hook (\S+) id=(\S+) op=(\S+) subop=(\S+) extra=(\S*)")
-    # "2026-11-25 18:41:32.288+0000: 5983: debug : virRunScript:279 : Calling hook PATH id=..."
-    TIMED_CALL = re.compile(r"^(\S+ \S+): \d+: debug : \S+ : " + CALL.pattern, re.MULTILINE)
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._saved: tuple[str, str] | None = None
-        self.started = False  # daemon_session started the daemon (and will stop it)
-
-    @staticmethod
-    def _setting(what: str) -> str:
-        r = run(["virt-admin", f"daemon-log-{what}"], timeout=30)
-        assert r.rc == 0, str(r)
-        return r.stdout.split(":", 1)[1].strip()
-
-    @staticmethod
-    def unwrap_filters(shown: str) -> str:
-        """The filters as they were set: libvirt shows each one's match as `*match*` (it adds the stars when it
-        parses a filter), so setting what it shows would add two more stars at every save and restore."""
-        return " ".join(re.sub(r"^(\d+:\+?)\*(.*)\*$", r"\1\2", f) for f in shown.split())
-
-    def enable(self) -> None:
-        self._saved = (self.unwrap_filters(self._setting("filters")), self._setting("outputs"))
-        for argv in (["daemon-log-filters", "1:util.hook"],
-                     ["daemon-log-outputs", f"{self._saved[1]} 1:file:{self.path}".strip()]):
-            r = run(["virt-admin", *argv], timeout=30)
-            assert r.rc == 0, str(r)
-
-    def restore(self) -> None:
-        if self._saved is not None:
-            run(["virt-admin", "daemon-log-filters", self._saved[0]], timeout=30)
-            run(["virt-admin", "daemon-log-outputs", self._saved[1]], timeout=30)
-
-    def mark(self) -> int:
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def text(self, mark: int) -> str:
-        try:
-            with self.path.open("rb") as f:
-                f.seek(mark)
-                return f.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def calls(self, mark: int, domain: str, hook: Path | None = None) -> list[str]:
-        """`op subop` of every hook run libvirtd made for domain since mark (of `hook` only, if given)."""
-        return [f"{m[3]} {m[4]}" for m in self.CALL.finditer(self.text(mark))
-                if m[2] == domain and (hook is None or m[1] == str(hook))]
-
-    def timed_calls(self, mark: int, domain: str) -> list[HookCall]:
-        """Every hook run libvirtd made for domain since mark, with libvirtd's timestamp of it."""
-        return [HookCall(datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S.%f%z").timestamp(), Path(m[2]), m[4], m[5], m[6])
-                for m in self.TIMED_CALL.finditer(self.text(mark)) if m[3] == domain]
-
-    def reload(self, timeout: float = 15.0) -> str:
-        """SIGHUP libvirtd and wait until its rescan of the hooks directory has passed the qemu driver (the
-        reload runs in a thread of its own). Returns what it found for qemu ("Found hook script ..." or not)."""
-        mark = self.mark()
-        r = ctl("reload")
-        assert r.rc == 0, str(r)
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.text(mark)
-            checks = [m[1] for m in re.finditer(r"virHookCheck:\d+ : (.*)", text)]
-            qemu = next((i for i, c in enumerate(checks) if "/hooks/qemu" in c), None)
-            # the drivers are scanned in order: a line about lxc means qemu's verdict is in
-            if qemu is not None and any("/hooks/lxc" in c for c in checks[qemu:]):
-                return "; ".join(c for c in checks[qemu:] if "/hooks/qemu" in c)
-            assert time.monotonic() < deadline, f"libvirtd did not rescan its hooks within {timeout}s:\n{text}"
-            time.sleep(0.02)
-
-
-_daemon_log: DaemonLog | None = None
-
-
-def daemon_log() -> DaemonLog:
-    assert _daemon_log is not None, "the libvirtd session fixture enables the daemon log"
-    return _daemon_log
-
-
-def set_daemon_log(log: DaemonLog | None) -> None:
-    global _daemon_log
-    _daemon_log = log
-
-
-def reload_daemon() -> str:
-    """SIGHUP, waited for (see DaemonLog.reload); with no daemon log (benchmark teardown) just SIGHUP."""
-    if _daemon_log is None:
-        r = ctl("reload")
-        assert r.rc == 0, str(r)
-        return ""
-    return _daemon_log.reload()
 
 
 @dataclass

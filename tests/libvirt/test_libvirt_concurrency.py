@@ -9,8 +9,7 @@ from typing import Any
 
 import lvlab
 from lvlab import Lab, Mdev, new_uuid
-
-GVT = "0000:00:02.0"
+from support.ids import GVT
 
 
 def _writes(lab: Lab, mark: int, op: str, uuid: str) -> list[dict[str, Any]]:

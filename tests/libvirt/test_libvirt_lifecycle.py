@@ -12,9 +12,8 @@ from typing import Any
 import lvlab
 import pytest
 from lvlab import Lab, Mdev, new_uuid
+from support.ids import GVT, T4
 
-GVT = "0000:00:02.0"
-T4 = "0000:3b:00.0"
 EXAMPLES = lvlab.REPO / "examples"
 
 

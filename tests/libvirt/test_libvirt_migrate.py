@@ -19,9 +19,8 @@ import re
 
 import lvlab
 from lvlab import Lab, Mdev, new_uuid
+from support.ids import GVT, GVT_V54
 
-GVT = "0000:00:02.0"
-GVT_TYPE = "i915-GVTg_V5_4"  # one instance on the intel-gvtg profile
 SOURCE_PARENT = "0000:41:00.0"  # the source host's name for its GPU: absent here
 SAME_HOST = re.compile(r"error: internal error: Attempt to migrate guest to the same host [0-9a-f-]{36}\n")
 WHEN = "(checked at migrate begin, before the domain came to this host)"
@@ -46,13 +45,13 @@ def nothing_left(lab: Lab, mark: int, name: str) -> None:
 
 def test_no_free_instance_refuses_the_incoming_migration(lab: Lab) -> None:
     other = new_uuid()  # someone else's device takes the only GVT-g V5_4 instance
-    lab.fs.control(cmd="create_external", parent=GVT, type=GVT_TYPE, uuid=other)
+    lab.fs.control(cmd="create_external", parent=GVT, type=GVT_V54, uuid=other)
     try:
-        want = Mdev(new_uuid(), GVT, GVT_TYPE)
+        want = Mdev(new_uuid(), GVT, GVT_V54)
         name = lab.define("migfull", managed=[want])
         mark, lmark, dmark = lab.jmark(), lab.log.mark(), lab.dlog.mark()
         r = migrate(name)
-        reason = (f"mdev-hooks: cannot create mdev {want.uuid} (type {GVT_TYPE} on {GVT}): no free instance "
+        reason = (f"mdev-hooks: cannot create mdev {want.uuid} (type {GVT_V54} on {GVT}): no free instance "
                   f"(available_instances=0; 1 in use: {other}) {WHEN}")
         assert r.rc == 1 and hook_error(lab, name, reason).fullmatch(r.stderr), str(r)
         assert r.stderr.count("mdev-hooks: ") == 1
@@ -68,7 +67,7 @@ def test_no_free_instance_refuses_the_incoming_migration(lab: Lab) -> None:
 
 
 def test_free_instance_passes_then_libvirt_refuses_the_same_host(lab: Lab) -> None:
-    want = Mdev(new_uuid(), GVT, GVT_TYPE)
+    want = Mdev(new_uuid(), GVT, GVT_V54)
     name = lab.define("migfree", managed=[want])
     mark, lmark, dmark = lab.jmark(), lab.log.mark(), lab.dlog.mark()
     r = migrate(name)
@@ -79,12 +78,12 @@ def test_free_instance_passes_then_libvirt_refuses_the_same_host(lab: Lab) -> No
     assert lab.log.events(lmark, name) == ["migrate hook.invoked", "migrate incoming.checked", "migrate hook.done"]
     assert [e["mdevs"] for e in lab.log.since(lmark, "incoming.checked", name)] == [[want.uuid]]
     nothing_left(lab, mark, name)
-    assert lab.fs.available(GVT, GVT_TYPE) == 1
+    assert lab.fs.available(GVT, GVT_V54) == 1
     lab.record("offline migrate, all free: hook passed, libvirt refused the same host", mark)
 
 
 def test_parents_table_renames_the_source_hosts_parent(lab: Lab, config: None) -> None:
-    want = Mdev(new_uuid(), SOURCE_PARENT, GVT_TYPE)  # as the source host named it
+    want = Mdev(new_uuid(), SOURCE_PARENT, GVT_V54)  # as the source host named it
     name = lab.define("migmap", managed=[want])
     # without the table: this host has no such parent
     mark, lmark = lab.jmark(), lab.log.mark()

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 import lvlab
 import pytest
 from lvlab import Lab, new_uuid
-from support.vgpu import FULL, PF, SLICE, VF0, VF1, creatable, current, pci_hostdev
+from support.ids import H200_1414, H200_1428, PF, VF0, VF1
+from support.nvidia_vf import creatable, current
 
 PROFILE = "nvidia-h200x-vendor-vfio"
 FAILED_START = ["prepare begin", "stopped end", "release end"]
@@ -41,8 +42,7 @@ def _define_vf_domain(lab: Lab, name: str, named: str, vgpu_type: str, style: st
     name = lvlab.PREFIX + name
     entry = f'device kind="nvidia-vf" parent="{named}" type="{vgpu_type}"/'
     meta = f'<mh:mdevs xmlns:mh="{lvlab.NS}"><mh:{entry}></mh:mdevs>' if style == "prefixed" else ""
-    xml = lvlab.domain_xml(name, new_uuid(), metadata=meta)
-    xml = xml.replace("<memballoon", f"{pci_hostdev(VF0)}\n    <memballoon", 1)
+    xml = lvlab.domain_xml(name, new_uuid(), metadata=meta, pci=[VF0])
     f = lab.tmp / f"{name}.xml"
     f.write_text(xml)
     lvlab.virsh_ok("define", "--validate", str(f))
@@ -67,7 +67,7 @@ def _ledger(lab: Lab) -> list[str]:
 @pytest.mark.parametrize("style", ["prefixed", "virsh"])
 @pytest.mark.parametrize("named", [PF, VF0])
 def test_type_set_at_prepare_and_cleared_at_release(lab: Lab, named: str, style: str) -> None:
-    name = _define_vf_domain(lab, f"nvvf-{'pf' if named == PF else 'vf'}-{style}", named, FULL, style)
+    name = _define_vf_domain(lab, f"nvvf-{'pf' if named == PF else 'vf'}-{style}", named, H200_1428, style)
     mark, lmark, dmark = lab.jmark(), lab.log.mark(), lab.dlog.mark()
     r = lvlab.virsh("start", name)
     # libvirt's own refusal, after our prepare hook succeeded: nothing of ours in virsh's error
@@ -85,15 +85,15 @@ def test_type_set_at_prepare_and_cleared_at_release(lab: Lab, named: str, style:
     prepare_pid, release_pid = _pid_of(lab, lmark, name, "prepare"), _pid_of(lab, lmark, name, "release")
     ws = lab.any_writes(mark)
     assert [(e["op"], e["parent"], e["data"], e["result"], e["pid"]) for e in ws] == [
-        ("create", VF0, repr(FULL.encode()), "ok", prepare_pid),
+        ("create", VF0, repr(H200_1428.encode()), "ok", prepare_pid),
         ("remove", VF0, "b'0'", "ok", release_pid)], ws
     assert all(e["path"].endswith(f"{VF0}/nvidia/current_vgpu_type") and e["actor"] == "user" for e in ws), ws
     assert ws[0]["t1"] <= ws[1]["t0"]
-    assert current(lab.fs, VF0) == "0" and creatable(lab.fs, VF1) == [FULL, SLICE]  # the GPU is free again
+    assert current(lab.fs, VF0) == "0" and creatable(lab.fs, VF1) == [H200_1428, H200_1414]  # the GPU is free again
     assert _ledger(lab) == []
     sets = [(e["vf"], e["pf"], e["type"]) for e in lab.log.since(lmark, "nvidia_vf.set", name)]
     cleared = [(e["vf"], e["pf"], e["type"]) for e in lab.log.since(lmark, "nvidia_vf.cleared", name)]
-    assert sets == cleared == [(VF0, PF, FULL)]
+    assert sets == cleared == [(VF0, PF, H200_1428)]
     lvlab.EVIDENCE.append(
         f"[{lab.layout}] nvidia-vf naming {'PF' if named == PF else 'VF'}, metadata {style}: libvirt "
         f"{' / '.join(lab.dlog.calls(dmark, name, lab.hook))}; writes: "
@@ -103,10 +103,10 @@ def test_type_set_at_prepare_and_cleared_at_release(lab: Lab, named: str, style:
 @pytest.mark.parametrize("named", [PF, VF0])
 def test_full_gpu_refuses_start_with_the_hooks_reason_and_writes_nothing(lab: Lab, named: str) -> None:
     vf1_type = f"bus/pci/devices/{VF1}/nvidia/current_vgpu_type"
-    lab.fs.write(vf1_type, SLICE)  # another VF of the GPU holds a 1-18C slice: 141C (the whole GPU) cannot fit
+    lab.fs.write(vf1_type, H200_1414)  # another VF of the GPU holds a 1-18C slice: 141C (the whole GPU) cannot fit
     try:
-        assert FULL not in creatable(lab.fs, VF0)
-        name = _define_vf_domain(lab, f"nvvf-full-{'pf' if named == PF else 'vf'}", named, FULL, "prefixed")
+        assert H200_1428 not in creatable(lab.fs, VF0)
+        name = _define_vf_domain(lab, f"nvvf-full-{'pf' if named == PF else 'vf'}", named, H200_1428, "prefixed")
         mark, lmark, dmark = lab.jmark(), lab.log.mark(), lab.dlog.mark()
         r = lvlab.virsh("start", name)
         m = re.fullmatch(
@@ -117,15 +117,16 @@ def test_full_gpu_refuses_start_with_the_hooks_reason_and_writes_nothing(lab: La
         assert r.rc == 1 and m and r.stderr.count("mdev-hooks:") == 1, str(r)
         reason = m.group(1)
         on = f"VF {VF0} of PF {PF}" if named == PF else f"VF {VF0}"
-        assert reason.startswith(f"cannot set NVIDIA vGPU type {FULL} on {on}: the VF cannot take type {FULL} now "
-                                 f"(creatable now: {SLICE} (NVIDIA H200X-1-18C)"), reason
+        assert reason.startswith(f"cannot set NVIDIA vGPU type {H200_1428} on {on}: "
+                                 f"the VF cannot take type {H200_1428} now "
+                                 f"(creatable now: {H200_1414} (NVIDIA H200X-1-18C)"), reason
         assert [e["error"] for e in lab.log.since(lmark, "hook.failed", name)] == [reason]
         # libvirt gave up at the hook: it never reached its own host device checks, and still ran release
         assert lab.dlog.calls(dmark, name, lab.hook) == FAILED_START
         assert PCI_CHECK not in lab.dlog.text(dmark)
         assert lab.log.acting_calls(lmark, name) == ["prepare", "release"]
         assert lab.any_writes(mark) == []  # refused before any write; release had nothing to clear
-        assert current(lab.fs, VF0) == "0" and current(lab.fs, VF1) == SLICE  # the other VF's slice untouched
+        assert current(lab.fs, VF0) == "0" and current(lab.fs, VF1) == H200_1414  # the other VF's slice untouched
         assert _ledger(lab) == []
         lvlab.EVIDENCE.append(f"[{lab.layout}] nvidia-vf on a full GPU naming {'PF' if named == PF else 'VF'}: "
                               f"virsh start refused by the hook, 0 writes: {reason}")

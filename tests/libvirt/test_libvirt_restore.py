@@ -26,9 +26,8 @@ from pathlib import Path
 import lvlab
 import pytest
 from lvlab import Lab, Mdev, new_uuid
+from support.ids import GVT, GVT_V54
 
-GVT = "0000:00:02.0"
-GVT_TYPE = "i915-GVTg_V5_4"  # one instance on the intel-gvtg profile
 ABI_ERROR = "error: unsupported configuration: Target domain host device count 1 does not match source 0"
 WHEN = "(checked at restore begin, before the saved domain is restored)"
 
@@ -72,14 +71,14 @@ def edited(lab: Lab, s: Saved, m: Mdev, hostdev: bool) -> Path:
 
 def test_no_free_instance_refuses_the_restore_at_restore_begin(lab: Lab, saved: Saved) -> None:
     other = new_uuid()  # someone else's device takes the only GVT-g V5_4 instance
-    lab.fs.control(cmd="create_external", parent=GVT, type=GVT_TYPE, uuid=other)
+    lab.fs.control(cmd="create_external", parent=GVT, type=GVT_V54, uuid=other)
     try:
-        assert lab.fs.available(GVT, GVT_TYPE) == 0
-        want = Mdev(new_uuid(), GVT, GVT_TYPE)
+        assert lab.fs.available(GVT, GVT_V54) == 0
+        want = Mdev(new_uuid(), GVT, GVT_V54)
         xml = edited(lab, saved, want, hostdev=True)
         mark, lmark, dmark = lab.jmark(), lab.log.mark(), lab.dlog.mark()
         r = lvlab.virsh("restore", str(saved.path), "--xml", str(xml))
-        reason = (f"mdev-hooks: cannot create mdev {want.uuid} (type {GVT_TYPE} on {GVT}): no free instance "
+        reason = (f"mdev-hooks: cannot create mdev {want.uuid} (type {GVT_V54} on {GVT}): no free instance "
                   f"(available_instances=0; 1 in use: {other}) {WHEN}")
         assert r.rc == 1 and r.stdout == "\n" and re.fullmatch(
             rf"error: Failed to restore domain from {re.escape(str(saved.path))}\n"
@@ -96,7 +95,7 @@ def test_no_free_instance_refuses_the_restore_at_restore_begin(lab: Lab, saved: 
         # read-only: not one write to the fake, no ledger entry, the other device untouched
         assert lab.any_writes(mark) == []
         assert lab.ledger_files() == []
-        assert lab.device_uuids() == [other] and lab.fs.available(GVT, GVT_TYPE) == 0
+        assert lab.device_uuids() == [other] and lab.fs.available(GVT, GVT_V54) == 0
         assert lvlab.virsh("domstate", saved.name, "--reason").stdout.strip() == "shut off (saved)"
         lab.record("restore --xml with an mdev, no free instance: refused at restore begin", mark)
     finally:
@@ -104,9 +103,9 @@ def test_no_free_instance_refuses_the_restore_at_restore_begin(lab: Lab, saved: 
 
 
 def test_free_instance_passes_restore_begin_then_libvirt_refuses_the_abi_change(lab: Lab, saved: Saved) -> None:
-    free = lab.fs.available(GVT, GVT_TYPE)
+    free = lab.fs.available(GVT, GVT_V54)
     assert free == 1
-    want = Mdev(new_uuid(), GVT, GVT_TYPE)
+    want = Mdev(new_uuid(), GVT, GVT_V54)
     xml = edited(lab, saved, want, hostdev=True)
     mark, lmark, dmark = lab.jmark(), lab.log.mark(), lab.dlog.mark()
     r = lvlab.virsh("restore", str(saved.path), "--xml", str(xml))
@@ -122,7 +121,7 @@ def test_free_instance_passes_restore_begin_then_libvirt_refuses_the_abi_change(
     assert [e["mdevs"] for e in lab.log.since(lmark, "incoming.checked", saved.name)] == [[want.uuid]]
     # nothing was prepared, so nothing is left behind
     assert lab.any_writes(mark) == [] and lab.ledger_files() == [] and lab.device_uuids() == []
-    assert lab.fs.available(GVT, GVT_TYPE) == free
+    assert lab.fs.available(GVT, GVT_V54) == free
     assert lvlab.virsh("domstate", saved.name, "--reason").stdout.strip() == "shut off (saved)"
 
     # the only other way to put the mdev into the image: the same ABI check, and the hook is not run at all
@@ -142,7 +141,7 @@ def test_free_instance_passes_restore_begin_then_libvirt_refuses_the_abi_change(
 
 def test_restore_with_our_metadata_runs_with_the_xml_given(lab: Lab, saved: Saved) -> None:
     # metadata only (no hostdev): the ABI is unchanged, so the restore goes through the hook's slow path and on
-    named = Mdev(new_uuid(), GVT, GVT_TYPE)
+    named = Mdev(new_uuid(), GVT, GVT_V54)
     xml = edited(lab, saved, named, hostdev=False)
     mark, lmark, dmark = lab.jmark(), lab.log.mark(), lab.dlog.mark()
     r = lvlab.virsh("restore", str(saved.path), "--xml", str(xml))

@@ -17,7 +17,7 @@ from debpkg import Built
 
 pytestmark = pytest.mark.package
 
-HOOK = "/etc/libvirt/hooks/qemu.d/50-mdev-hooks"
+INSTALLED_HOOK = "/etc/libvirt/hooks/qemu.d/50-mdev-hooks"
 VM1 = "5909df77-0544-4c25-b292-6027c2468ce1"
 VM2 = "0f6e4a1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
 MDEV1 = "4b20d080-1b54-4048-85b3-a6a62d165c01"
@@ -25,7 +25,8 @@ MDEV2 = "9a0c7c5e-3f0e-4d6b-9b8e-2c1d0f6a7e11"
 VF = "0000:41:00.4"
 
 INSTALL = "apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends /tmp/pkg/{deb}"
-NO_DAEMON = (f"mdev-hooks: installed the libvirt hook {HOOK}; no libvirt daemon (libvirtd, virtqemud) is running: "
+NO_DAEMON = (f"mdev-hooks: installed the libvirt hook {INSTALLED_HOOK}; "
+             "no libvirt daemon (libvirtd, virtqemud) is running: "
              "it will find the hook when it starts")
 
 # a stand-in libvirt daemon: its comm is its file name; it logs each SIGHUP
@@ -64,16 +65,16 @@ def test_install_remove_purge(chroot: Chroot, built: Built) -> None:
 
     # what the package put in place works inside the chroot (its own python3 and Debian's modules)
     check = chroot.run(f"""
-        head -n1 {HOOK}
+        head -n1 {INSTALLED_HOOK}
         mdev-hooks --version
-        out=$({HOOK} vm1 started begin - </dev/null) && echo "hook exit 0, stdout [$out]"
+        out=$({INSTALLED_HOOK} vm1 started begin - </dev/null) && echo "hook exit 0, stdout [$out]"
         test -f /usr/share/man/man8/mdev-hooks.8.gz && test -f /usr/share/bash-completion/completions/mdev-hooks
         test -f /etc/logrotate.d/mdev-hooks && test -f /lib/systemd/system/libvirtd.service.d/mdev-hooks.conf
         dpkg-query -W -f='${{Conffiles}}\\n' mdev-hooks
     """).stdout
     assert check.splitlines()[:3] == ["#!/usr/bin/python3 -I", f"mdev-hooks {built.version}",
                                       "hook exit 0, stdout []"], check
-    assert HOOK not in check.split("\n", 3)[3], "the hook must not be a conffile"
+    assert INSTALLED_HOOK not in check.split("\n", 3)[3], "the hook must not be a conffile"
 
     # devices the hook created: two for a running domain (an mdev, a vGPU VF), one for a domain that stopped
     ledger = {f"{MDEV1}.json": _claim(MDEV1, "vm1", VM1, "0000:00:02.0", "i915-GVTg_V5_4"),
@@ -91,7 +92,7 @@ def test_install_remove_purge(chroot: Chroot, built: Built) -> None:
 
     out = chroot.run("apt-get -o DPkg::Lock::Timeout=600 remove -y mdev-hooks").stdout
     assert _lines(out) == [
-        f"mdev-hooks: removing the libvirt hook {HOOK}; running VMs and their devices are left alone",
+        f"mdev-hooks: removing the libvirt hook {INSTALLED_HOOK}; running VMs and their devices are left alone",
         "mdev-hooks: the ledger /run/mdev-hooks gives devices the hook created to these running domains; they and "
         "their devices are left alone:",
         f"    vm1 ({VM1}): NVIDIA vGPU type 1414 on VF {VF}",
@@ -105,7 +106,7 @@ def test_install_remove_purge(chroot: Chroot, built: Built) -> None:
         "`mdev-hooks gc` would have removed them); remove them by hand:",
         f"    vm2 ({VM2}): echo 1 > /sys/bus/mdev/devices/{MDEV2}/remove",
     ], out
-    for path in (HOOK, "/usr/bin/mdev-hooks", "/usr/lib/python3/dist-packages/mdev_hooks",
+    for path in (INSTALLED_HOOK, "/usr/bin/mdev-hooks", "/usr/lib/python3/dist-packages/mdev_hooks",
                  "/usr/share/man/man8/mdev-hooks.8.gz", "/lib/systemd/system/libvirtd.service.d/mdev-hooks.conf"):
         assert not os.path.lexists(chroot.path(path)), f"apt remove left {path}"
     # the configuration stays until purge; the devices' claims and the logs are left alone
@@ -143,14 +144,14 @@ def test_reload_only_when_the_daemon_knew_no_hook(chroot: Chroot, built: Built) 
     deb = os.path.basename(built.deb)
     # libvirtd runs and no qemu hook existed: reloaded
     out = _install(chroot, built, before=FAKE_DAEMON.format(name="libvirtd"), after=WAIT_HUP.format(name="libvirtd"))
-    assert f"mdev-hooks: installed the libvirt hook {HOOK} and reloaded libvirtd (kill -HUP $(cat " \
+    assert f"mdev-hooks: installed the libvirt hook {INSTALLED_HOOK} and reloaded libvirtd (kill -HUP $(cat " \
            "/run/libvirtd.pid)) so that it calls the hook; running VMs are not affected" in out.splitlines(), out
     assert out.splitlines()[-1] == "HUP", out
 
     # a reinstall (upgrade): the daemon already knows our hook
     out = chroot.run(FAKE_DAEMON.format(name="libvirtd") + f"\napt-get install -y --reinstall /tmp/pkg/{deb}\n"
                      "sleep 3; cat /tmp/libvirtd.hup 2>/dev/null | wc -l").stdout
-    assert f"mdev-hooks: updated the libvirt hook {HOOK}; libvirtd re-reads it on every call: not reloaded" \
+    assert f"mdev-hooks: updated the libvirt hook {INSTALLED_HOOK}; libvirtd re-reads it on every call: not reloaded" \
         in out.splitlines(), out
     assert out.splitlines()[-1] == "1", "no second SIGHUP"
 
@@ -159,8 +160,8 @@ def test_reload_only_when_the_daemon_knew_no_hook(chroot: Chroot, built: Built) 
                      "mkdir -p /etc/libvirt/hooks; printf '#!/bin/sh\\nexit 0\\n' >/etc/libvirt/hooks/qemu; "
                      "chmod 755 /etc/libvirt/hooks/qemu; rm -f /tmp/libvirtd.hup\n"
                      + FAKE_DAEMON.format(name="libvirtd") + f"\napt-get install -y /tmp/pkg/{deb}\n"
-                     "sleep 3; test ! -e /tmp/libvirtd.hup && echo no-hup; head -n1 " + HOOK).stdout
-    assert f"mdev-hooks: installed the libvirt hook {HOOK}; libvirtd already calls qemu hooks " \
+                     "sleep 3; test ! -e /tmp/libvirtd.hup && echo no-hup; head -n1 " + INSTALLED_HOOK).stdout
+    assert f"mdev-hooks: installed the libvirt hook {INSTALLED_HOOK}; libvirtd already calls qemu hooks " \
            "(/etc/libvirt/hooks/qemu existed) and re-reads them on every call: not reloaded (if " \
            "/etc/libvirt/hooks/qemu was itself added after libvirtd started, run: kill -HUP $(cat " \
            "/run/libvirtd.pid))" in out.splitlines(), out
@@ -170,7 +171,7 @@ def test_reload_only_when_the_daemon_knew_no_hook(chroot: Chroot, built: Built) 
     out = chroot.run("apt-get purge -y mdev-hooks; rm -f /etc/libvirt/hooks/qemu\n"
                      + FAKE_DAEMON.format(name="virtqemud") + f"\napt-get install -y /tmp/pkg/{deb}\n"
                      + WAIT_HUP.format(name="virtqemud")).stdout
-    assert f"mdev-hooks: installed the libvirt hook {HOOK} and reloaded virtqemud (kill -HUP $(cat " \
+    assert f"mdev-hooks: installed the libvirt hook {INSTALLED_HOOK} and reloaded virtqemud (kill -HUP $(cat " \
            "/run/virtqemud.pid)) so that it calls the hook; running VMs are not affected" in out.splitlines(), out
     assert out.splitlines()[-1] == "HUP", out
 

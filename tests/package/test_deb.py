@@ -13,9 +13,9 @@ from debpkg import REPO, Built, rules_variable, source_python, source_value
 
 pytestmark = pytest.mark.package
 
-HOOK = "etc/libvirt/hooks/qemu.d/50-mdev-hooks"
+INSTALLED_HOOK = "etc/libvirt/hooks/qemu.d/50-mdev-hooks"
 EXPECTED_FILES = {
-    HOOK,
+    INSTALLED_HOOK,
     "etc/mdev-hooks/config.toml",
     "etc/logrotate.d/mdev-hooks",
     "lib/systemd/system/libvirtd.service.d/mdev-hooks.conf",
@@ -128,7 +128,7 @@ def test_apt_hook_runs_the_downgrade_guard_only_while_it_is_installed(built: Bui
 
 
 def test_hook_is_the_launcher_for_the_system_python(built: Built) -> None:
-    path = os.path.join(built.tree, HOOK)
+    path = os.path.join(built.tree, INSTALLED_HOOK)
     st = os.lstat(path)
     assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755
     with open(path, encoding="utf-8") as f:

@@ -1,7 +1,7 @@
-"""Assertions on what the user sees: the hook's (and the CLI's) error is exactly one line `mdev-hooks: ...`.
+"""The one assertion on what the user sees of a failure: the hook's (and the CLI's) error is one `mdev-hooks: ` line.
 
-Invariant: a text passes only if it has exactly one non-empty line, that line starts with `mdev-hooks: ` and no
-traceback is anywhere in it.
+Invariant: a text passes only if it is exactly one line (one newline, at its end: no blank line before or after),
+that line starts with `mdev-hooks: ` and no traceback is anywhere in it.
 """
 
 from __future__ import annotations
@@ -9,15 +9,11 @@ from __future__ import annotations
 PREFIX = "mdev-hooks: "
 
 
-def one_line(text: str) -> str:
-    """The message of an error text that is one `mdev-hooks: ...` line (without the prefix); AssertionError else."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one non-empty line, got {len(lines)}:\n{text}"
-    assert lines[0].startswith(PREFIX), f"expected a line starting {PREFIX!r}:\n{text}"
+def one_line(err: bytes | str) -> str:
+    """The message (without the prefix and the newline) of a whole stderr that is exactly one `mdev-hooks: ...`
+    line; AssertionError else. Every tier asserts through this, so all hold the hook to the same rule."""
+    text = err.decode() if isinstance(err, bytes) else err
     assert "Traceback" not in text, text
-    return lines[0][len(PREFIX):]
-
-
-def assert_one_line(text: str) -> None:
-    """AssertionError unless `text` is exactly one non-empty line starting `mdev-hooks: `."""
-    one_line(text)
+    assert text.endswith("\n") and text.count("\n") == 1, f"expected exactly one line:\n{text!r}"
+    assert text.startswith(PREFIX), f"expected a line starting {PREFIX!r}:\n{text}"
+    return text[len(PREFIX):-1]

@@ -16,7 +16,7 @@ from typing import Any
 from lxml import etree
 
 from support.common import CLI, FAKE_VIRSH, REPO
-from support.hookrun import HookEnv, domain_xml
+from support.hookrun import HookEnv, mdev_xml
 
 
 class World:
@@ -43,7 +43,7 @@ class World:
                               stdin=subprocess.DEVNULL if stdin is None else None)
 
     def prepare(self, name: str, dom: str, mdevs: list[tuple[str, str, str]]) -> None:
-        r = self.hook.run(name, "prepare", "begin", domain_xml(name, dom, mdevs))
+        r = self.hook.run(name, "prepare", "begin", mdev_xml(name, dom, mdevs))
         assert r.returncode == 0, r.stderr
 
     def running(self, *uuids: str) -> None:

@@ -1,4 +1,5 @@
-"""Ids, one-line error assertions and the `mdev-hooks` command as the FUSE-tier tests run them.
+"""The `mdev-hooks` command and the fake's journal as the FUSE-tier tests see them (ids: support.ids, the
+one-line error: support.asserts).
 
 Invariant: one definition each: a test module never defines its own copy of these, nor imports another test module.
 """
@@ -8,43 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid as uuidlib
 from pathlib import Path
 from typing import Any
 
-from support.asserts import assert_one_line
-from support.hookrun import HookEnv
+from support.hookrun import REPO, HookEnv
 
-TESTS = Path(__file__).resolve().parents[1]
-REPO = TESTS.parent
 CLI = Path(sys.executable).parent / "mdev-hooks"
-FAKE_VIRSH = TESTS / "support" / "fake_virsh.py"
-
-# parents and types of the fake's profiles
-GVT, T4, MTTY, H200_VF = "0000:00:02.0", "0000:3b:00.0", "mtty", "0000:41:00.4"
-V54, V58 = "i915-GVTg_V5_4", "i915-GVTg_V5_8"
-AP, AP_TYPE = "matrix", "vfio_ap-passthrough"
-# domains
-DOM1 = "5909df77-0544-4c25-b292-6027c2468ce1"
-DOM2 = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-DOM3 = "11111111-2222-4333-8444-555555555555"
-
-
-def uid() -> str:
-    return str(uuidlib.uuid4())
-
-
-def dom_uuid(i: int) -> str:
-    return f"00000000-0000-4000-8000-{i:012d}"
-
-
-def one_line(err: bytes | str) -> str:
-    """The hook's or the command's whole stderr, which must be exactly one `mdev-hooks: ...` line, never a
-    traceback (asserts.one_line, and no blank line either)."""
-    text = err.decode() if isinstance(err, bytes) else err
-    assert_one_line(text)
-    assert text.count("\n") == 1, text
-    return text
+FAKE_VIRSH = REPO / "tests" / "support" / "fake_virsh.py"
 
 
 def user_writes(fs: Any) -> list[tuple[str, str, str, str]]:

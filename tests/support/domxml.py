@@ -1,4 +1,5 @@
-"""One builder of libvirt domain XML for the tests: managed/unmanaged mdev hostdevs, metadata entries (namespaced
+"""The one builder of libvirt domain XML for the tests (unit, FUSE and libvirt tiers; the helpers hookrun,
+nvidia_vf, attrxml and tests/libvirt/lvlab wrap it): managed/unmanaged mdev hostdevs, metadata entries (namespaced
 or plain), `<attr>` children, kind="nvidia-vf" entries and managed PCI hostdevs.
 
 Invariant: the output looks like `virsh dumpxml` (libvirt's attribute order, hex PCI addresses, single quotes) and
@@ -29,6 +30,8 @@ class Mdev:
     hostdev: str | None = "yes"
     entry: bool = True
     model: str = "vfio-pci"
+    display: str = "off"  # "": no display attribute (as a hand-written hostdev may leave it)
+    raw: bool = False  # the entry's values are XML text already (e.g. `1&#10;2`, a character reference), not escaped
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,6 @@ class PciHostdev:
 
     address: str
     managed: str = "yes"
-
 
 
 def mdev(uuid: str, parent: str, type_: str, *attrs: tuple[str, str]) -> Mdev:
@@ -78,37 +80,56 @@ def pci_address(address: str) -> str:
 def _entry(item: Mdev | VgpuEntry, p: str) -> str:
     if isinstance(item, VgpuEntry):
         return f"<{p}device kind=\"nvidia-vf\" parent={quoteattr(item.parent)} type={quoteattr(item.type)}/>"
-    head = f"<{p}device uuid={quoteattr(item.uuid)} parent={quoteattr(item.parent)} type={quoteattr(item.type)}"
+    def q(value: str) -> str:
+        return f'"{value}"' if item.raw else quoteattr(value)
+
+    head = f"<{p}device uuid={q(item.uuid)} parent={q(item.parent)} type={q(item.type)}"
     if not item.attrs:
         return head + "/>"
-    attrs = "".join(f"<{p}attr name={quoteattr(n)} value={quoteattr(v)}/>" for n, v in item.attrs)
+    attrs = "".join(f"<{p}attr name={q(n)} value={q(v)}/>" for n, v in item.attrs)
     return f"{head}>{attrs}</{p}device>"
 
 
-def _hostdev(item: Mdev | PciHostdev) -> str:
+def hostdev_xml(item: Mdev | PciHostdev) -> str:
+    """One `<hostdev>` element: an mdev one (by UUID) or a PCI one (by address)."""
     if isinstance(item, PciHostdev):
         return (f"<hostdev mode='subsystem' type='pci' managed='{item.managed}'>"
                 f"<source>{pci_address(item.address)}</source></hostdev>")
-    return (f"<hostdev mode='subsystem' type='mdev' managed='{item.hostdev}' model='{item.model}' display='off'>"
+    display = f" display='{item.display}'" if item.display else ""
+    return (f"<hostdev mode='subsystem' type='mdev' managed='{item.hostdev}' model='{item.model}'{display}>"
             f"<source><address uuid='{item.uuid}'/></source></hostdev>")
 
 
-def domain_xml(name: str, uuid: str, items: Sequence[Mdev | VgpuEntry | PciHostdev] = (), *, prefixed: bool = True,
-               metadata: bool | None = None, extra_metadata: str = "") -> bytes:
-    """The domain XML. prefixed: entries are `<mdev:device>` (what `virsh metadata --set` writes) or plain
-    `<device>` (hand-written) inside `<mdev:mdevs xmlns:mdev=...>`. metadata: force our metadata element on
-    (True) or off (False); by default it is there when an item has an entry. extra_metadata: raw XML put inside
-    our element after the entries."""
+def metadata_element(items: Sequence[Mdev | VgpuEntry | PciHostdev], *, prefixed: bool = True,
+                     extra_metadata: str = "") -> str:
+    """Our `<mdev:mdevs>` element with the entries of `items`. prefixed: entries are `<mdev:device>` (what
+    `virsh metadata --set` writes) or plain `<device>` (hand-written). extra_metadata: raw XML after the entries."""
     p = "mdev:" if prefixed else ""
     entries = "".join(_entry(i, p) for i in items
                       if isinstance(i, VgpuEntry) or (isinstance(i, Mdev) and i.entry))
-    hostdevs = "".join(_hostdev(i) for i in items
+    return f"<mdev:mdevs xmlns:mdev=\"{NS}\">{entries}{extra_metadata}</mdev:mdevs>"
+
+
+def domain_xml(name: str, uuid: str, items: Sequence[Mdev | VgpuEntry | PciHostdev] = (), *, prefixed: bool = True,
+               metadata: bool | None = None, extra_metadata: str = "", raw_metadata: str = "",
+               domain_type: str = "kvm", machine: str = "pc-i440fx-7.2", devices_tail: str = "") -> bytes:
+    """The domain XML. prefixed, extra_metadata: see metadata_element. metadata: force our metadata element on
+    (True) or off (False); by default it is there when an item has an entry. raw_metadata: put verbatim into
+    `<metadata>` instead of our element (the entries of items are then left out). domain_type, machine,
+    devices_tail: what a domain real libvirt defines under TCG needs ("qemu", "pc", "<memballoon model='none'/>")."""
+    has_entry = any(isinstance(i, VgpuEntry) or (isinstance(i, Mdev) and i.entry) for i in items)
+    hostdevs = "".join(hostdev_xml(i) for i in items
                        if isinstance(i, PciHostdev) or (isinstance(i, Mdev) and i.hostdev is not None))
-    with_meta = bool(entries or extra_metadata) if metadata is None else metadata
-    meta = (f"  <metadata>\n    <mdev:mdevs xmlns:mdev=\"{NS}\">{entries}{extra_metadata}</mdev:mdevs>\n"
-            "  </metadata>\n") if with_meta else ""
-    return (f"<domain type='kvm'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n{meta}"
+    with_meta = bool(has_entry or extra_metadata) if metadata is None else metadata
+    if raw_metadata:
+        meta = f"  <metadata>{raw_metadata}</metadata>\n"
+    elif with_meta:
+        element = metadata_element(items, prefixed=prefixed, extra_metadata=extra_metadata)
+        meta = f"  <metadata>\n    {element}\n  </metadata>\n"
+    else:
+        meta = ""
+    return (f"<domain type='{domain_type}'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n{meta}"
             "  <memory unit='KiB'>65536</memory>\n"
-            "  <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type></os>\n"
-            f"  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>{hostdevs}</devices>\n"
+            f"  <os><type arch='x86_64' machine='{machine}'>hvm</type></os>\n"
+            f"  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>{hostdevs}{devices_tail}</devices>\n"
             "</domain>\n").encode()

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from support.domxml import domain_xml, mdev
+from support.domxml import unmanaged as unmanaged_mdev
 
 REPO = Path(__file__).resolve().parents[2]
 HOOK = REPO / "hooks" / "qemu"
@@ -76,28 +80,12 @@ class HookEnv:
         return [json.loads(line) for line in self.log_file.read_text().splitlines() if line.strip()]
 
 
-def domain_xml(name: str, dom_uuid: str, mdevs: list[tuple[str, str, str]], unmanaged: list[str] = (),  # type: ignore[assignment]
-               prefixed: bool = True) -> bytes:
-    """A libvirt-like domain XML with managed mdev hostdevs and the metadata naming parent and type."""
-    tag = "mdev:device" if prefixed else "device"
-    meta = "".join(f'<{tag} uuid="{u}" parent="{p}" type="{t}"/>' for u, p, t in mdevs)
-    hostdevs = "".join(
-        f"<hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci' display='off'>"
-        f"<source><address uuid='{u}'/></source></hostdev>" for u, _, _ in mdevs)
-    hostdevs += "".join(
-        f"<hostdev mode='subsystem' type='mdev' managed='no' model='vfio-pci'>"
-        f"<source><address uuid='{u}'/></source></hostdev>" for u in unmanaged)
-    return f"""<domain type='qemu' id='4'>
-  <name>{name}</name>
-  <uuid>{dom_uuid}</uuid>
-  <metadata>
-    <mdev:mdevs xmlns:mdev="urn:mdev-hooks:domain:1">{meta}</mdev:mdevs>
-  </metadata>
-  <memory unit='KiB'>65536</memory>
-  <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type></os>
-  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>{hostdevs}</devices>
-</domain>
-""".encode()
+def mdev_xml(name: str, dom_uuid: str, mdevs: Sequence[tuple[str, str, str]], unmanaged: Sequence[str] = (),
+             prefixed: bool = True) -> bytes:
+    """A domain (support.domxml's builder) with managed mdev hostdevs (uuid, parent, type), each with its metadata
+    entry, then managed='no' ones; our metadata element is there even when it names nothing."""
+    items = [mdev(u, p, t) for u, p, t in mdevs] + [unmanaged_mdev(u) for u in unmanaged]
+    return domain_xml(name, dom_uuid, items, prefixed=prefixed, metadata=True)
 
 
 def require_fuse(what: str = "fakesysfs") -> None:

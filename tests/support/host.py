@@ -19,9 +19,9 @@ from typing import Any
 
 from fakesysfs.snapshot import materialize
 
+from support.common import FAKE_VIRSH
 from support.product import cli_main
 
-FAKE_VIRSH = Path(__file__).resolve().parent / "fake_virsh.py"
 CLAIM_TIME = 1_700_000_000.0  # a fixed time in claims this helper writes: outputs stay byte-stable
 
 

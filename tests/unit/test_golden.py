@@ -12,6 +12,7 @@ from support.host import MakeHost, Run, UnitHost
 from support.ids import (
     A40_565,
     A40_BUSY,
+    AP_MATRIX,
     AP_PASSTHROUGH,
     DOM_A,
     DOM_B,
@@ -20,7 +21,6 @@ from support.ids import (
     GVT_V54,
     GVT_V58,
     H200_1414,
-    MATRIX,
     MTTY,
     MTTY_1,
     MTTY_2,
@@ -67,7 +67,7 @@ def _plan_h200_vf(make_host: MakeHost) -> tuple[UnitHost, bytes]:
 
 def _plan_s390_attrs(make_host: MakeHost) -> tuple[UnitHost, bytes]:
     h = make_host(["s390-vfio-ap"])
-    return h, domain_xml(NAME_A, DOM_A, [mdev(U1, MATRIX, AP_PASSTHROUGH, ("assign_adapter", "5"),
+    return h, domain_xml(NAME_A, DOM_A, [mdev(U1, AP_MATRIX, AP_PASSTHROUGH, ("assign_adapter", "5"),
                                               ("assign_domain", "4"))])
 
 
@@ -108,8 +108,8 @@ def _status_h200(make_host: MakeHost) -> UnitHost:
 
 def _status_s390_attrs(make_host: MakeHost) -> UnitHost:
     """A device the hook created with ordered attributes, for a running domain."""
-    h = make_host(["s390-vfio-ap"], devices=[(U1, MATRIX, AP_PASSTHROUGH)])
-    h.claim(U1, DOM_A, NAME_A, MATRIX, AP_PASSTHROUGH, attrs=["assign_adapter=5", "assign_domain=4"])
+    h = make_host(["s390-vfio-ap"], devices=[(U1, AP_MATRIX, AP_PASSTHROUGH)])
+    h.claim(U1, DOM_A, NAME_A, AP_MATRIX, AP_PASSTHROUGH, attrs=["assign_adapter=5", "assign_domain=4"])
     h.running(DOM_A)
     return h
 
@@ -122,7 +122,7 @@ TYPES.update({
     "a40-vf": (lambda mk: mk(["nvidia-a40-sriov"], devices=A40_BUSY), ["--parent", VF1]),
     "h200": (lambda mk: mk(["nvidia-h200x-vendor-vfio"], vgpus={VF1: H200_1414}), []),
     "h200-pf": (lambda mk: mk(["nvidia-h200x-vendor-vfio"], vgpus={VF1: H200_1414}), ["--parent", PF]),
-    "s390-ap": (lambda mk: mk(["s390-vfio-ap"], devices=[(U1, MATRIX, AP_PASSTHROUGH)]), []),
+    "s390-ap": (lambda mk: mk(["s390-vfio-ap"], devices=[(U1, AP_MATRIX, AP_PASSTHROUGH)]), []),
 })
 
 
