@@ -8,6 +8,7 @@ The real /run is used (that is the point); the test removes what it made there a
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import stat
@@ -28,6 +29,7 @@ OLD_LOCKS = Path("/run/lock/mdev-hooks")  # the default lock_dir of 0.1 and 0.2
 STATE = Path(Config.state_dir)
 LOCKS = Path(Config.lock_dir)
 NOBODY = pwd.getpwnam("nobody")
+SERIAL = "/tmp/mdev-hooks-tests-run.lock"  # two test runs on one host share /run: one squatting test at a time
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -40,6 +42,8 @@ def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
 def squatted() -> Iterator[Path]:
     """/run/lock/mdev-hooks made by `nobody` before any hook ran; afterwards, what the test made in /run is gone
     and whatever was there before is back."""
+    serial = open(SERIAL, "a")  # noqa: SIM115 (held for the whole test)
+    fcntl.flock(serial, fcntl.LOCK_EX)
     made = [p for p in (STATE, LOCKS) if not p.exists()]  # removed after the test, deepest first
     aside = OLD_LOCKS.with_name(f"mdev-hooks.test-aside-{os.getpid()}")
     if OLD_LOCKS.exists() or OLD_LOCKS.is_symlink():
@@ -59,6 +63,7 @@ def squatted() -> Iterator[Path]:
             OLD_LOCKS.rmdir()
         if aside.exists() or aside.is_symlink():
             aside.rename(OLD_LOCKS)
+        serial.close()
 
 
 def _config(h: HookEnv, **paths: str) -> None:

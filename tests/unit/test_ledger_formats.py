@@ -194,3 +194,14 @@ def test_downgrade_takes_the_parents_lock(make_host: MakeHost) -> None:
         holder.communicate("")
     assert r.code == 1 and "waiting for the lock of parent mtty" in r.err, r
     assert path.read_bytes() == (FIXTURES / "0.3.0.json").read_bytes()
+
+
+def test_a_later_format_is_read_and_its_new_fields_ignored(make_host: MakeHost) -> None:
+    """Claims outlive a downgrade from a later version too: its added fields must not make a claim corrupt."""
+    host = make_host(["mtty-sample"])
+    data = {**fixture("0.3.0.json"), "format": FORMAT + 1, "placement": {"numa": 1}, "note": "from the future"}
+    (host.state_dir / f"{key_of(data)}.json").write_text(json.dumps(data))
+    got = Ledger(str(host.state_dir)).get(key_of(data))
+    assert got is not None
+    written = json.loads(json.dumps(to_json(got)))  # what this version writes back: its own fields, its format
+    assert written == {**{k: v for k, v in data.items() if k in written}, "format": FORMAT}
