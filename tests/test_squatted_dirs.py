@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.hookrun import HookEnv, domain_xml
+from support.domxml import domain_xml, mdev
+from support.hookrun import HookEnv
 from support.ids import GVT, GVT_V54, uid
 
 from mdev_hooks.config import Config
@@ -92,7 +93,7 @@ def test_managed_starts_work_with_the_old_path_squatted(gvt: tuple[Any, HookEnv]
     _config(h)  # no lock_dir: the default
     for _ in range(2):  # a start and stop twice: the second finds the lock directory made by the first
         u = uid()
-        xml = domain_xml("vm1", DOM, [(u, GVT, GVT_V54)])
+        xml = domain_xml("vm1", DOM, [mdev(u, GVT, GVT_V54)])
         r = h.run("vm1", "prepare", "begin", xml)
         assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
         assert fs.devices() == {u: (GVT, GVT_V54)}
@@ -111,7 +112,7 @@ def test_a_configured_lock_dir_another_user_owns_fails_the_start(gvt: tuple[Any,
     fs, h = gvt
     _config(h, lock_dir=str(squatted))
     u = uid()
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM, [(u, GVT, GVT_V54)]))
+    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM, [mdev(u, GVT, GVT_V54)]))
     assert r.returncode == 1 and r.stdout == b""
     assert r.stderr.decode() == (
         f"mdev-hooks: lock_dir {squatted} is owned by nobody (uid {NOBODY.pw_uid}), not by root (uid 0): another "
@@ -127,7 +128,7 @@ def test_a_configured_state_dir_another_user_owns_fails_the_start(gvt: tuple[Any
     theirs.mkdir(mode=0o700)
     os.chown(theirs, NOBODY.pw_uid, NOBODY.pw_gid)
     _config(h, state_dir=str(theirs), lock_dir=str(h.lock_dir))
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM, [(uid(), GVT, GVT_V54)]))
+    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM, [mdev(uid(), GVT, GVT_V54)]))
     assert r.returncode == 1 and r.stdout == b""
     assert r.stderr.decode().startswith(
         f"mdev-hooks: state_dir {theirs} is owned by nobody (uid {NOBODY.pw_uid}), not by root (uid 0): "), r
