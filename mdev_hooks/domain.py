@@ -170,15 +170,18 @@ def parse(data: bytes, fallback: Callable[[str], ManagedDevice | None] | None = 
     # (DESIGN: an entry without a managed hostdev is ignored with a warning, whatever it holds)
     entries: dict[str, list[etree._Element]] = {}
     vf_entries: list[ManagedDevice] = []
+    # each <device kind=...> word to what collects its entries (mdevs by UUID, matched to hostdevs below; VFs bound to
+    # their PCI hostdevs by core/kinds/nvidia_vf.bind)
+    collect: dict[str, Callable[[etree._Element], None]] = {
+        Kind.MDEV.value: lambda dev: entries.setdefault((dev.get("uuid") or "").strip().lower(), []).append(dev),
+        Kind.NVIDIA_VF.value: lambda dev: vf_entries.append(_vf_entry(dev)),
+    }
     for dev in metadata_devices(root):
         kind = dev.get("kind") or Kind.MDEV.value
-        if kind == Kind.NVIDIA_VF:
-            vf_entries.append(_vf_entry(dev))
-        elif kind == Kind.MDEV:
-            entries.setdefault((dev.get("uuid") or "").strip().lower(), []).append(dev)
-        else:
+        if kind not in collect:
             raise HookError(f"metadata <device kind={shown(kind)}>: unknown kind (use {Kind.MDEV.value}, the "
                             f"default, or {Kind.NVIDIA_VF.value})")
+        collect[kind](dev)
 
     def entry(uuid: str) -> ManagedDevice | None:
         found = entries.get(uuid)

@@ -9,6 +9,7 @@ signal.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, TextIO
 
 
@@ -131,8 +132,26 @@ class _FileLogger:
         return self._write
 
 
+# structlog.dev imports these when installed, for its console renderer's colours and tracebacks: the hook writes
+# JSON or journal entries and never uses them, and rich alone costs more than structlog itself
+OPTIONAL = ("rich", "colorama", "better_exceptions")
+
+
+def _unblock(blocked: list[str]) -> None:
+    for name in blocked:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
+
+
 def setup(log_file: str, **context: Any) -> Any:
-    import structlog
+    # structlog without the OPTIONAL modules, on its first import only (a process that has them keeps them); None
+    # in sys.modules makes `import name` raise ImportError, which structlog expects
+    blocked = [name for name in OPTIONAL if name not in sys.modules and "structlog" not in sys.modules]
+    sys.modules.update(dict.fromkeys(blocked))  # type: ignore[arg-type]
+    try:
+        import structlog
+    finally:
+        _unblock(blocked)
 
     processors: list[Any] = [_add_level, structlog.processors.format_exc_info]
     if log_file in (JOURNAL, SYSLOG):

@@ -8,7 +8,8 @@ import sys
 import pytest
 from support.hookrun import REPO, require_fuse
 
-KEYS = {"noop_ratio", "big_noop_ratio", "managed_ratio", "parallel_ratio", "serial_ratio", "leaks"}
+KEYS = {"front_ratio", "noop_ratio", "big_noop_ratio", "managed_ratio", "managed_cpu_ratio", "parallel_ratio",
+        "serial_ratio", "leaks"}
 
 
 def test_benchmark_runs_and_leaks_nothing() -> None:

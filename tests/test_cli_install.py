@@ -16,18 +16,20 @@ from support.common import CLI, REPO
 from support.hookrun import mdev_xml
 from support.ids import DOM_C, MTTY, uid
 
-from mdev_hooks.admin.install_cmd import MARKER, default_config_text, launcher_body, launcher_text
+from mdev_hooks.admin import front
+from mdev_hooks.admin.install_cmd import MARKER, default_config_text, launcher_text
 
 # -- install / uninstall ---------------------------------------------------------------------------------------------
 FOREIGN = "#!/bin/sh\n# a user's own dispatcher\nexec /usr/local/bin/dispatch \"$@\"\n"
 
 
 def test_launcher_is_the_repositorys_hook() -> None:
-    """One source: hooks/qemu is the package's launcher, and what install writes is it with two lines changed."""
+    """One source: hooks/qemu is the package's launcher, and what install writes is it with the marker, the
+    interpreter and its paths changed (tests/test_sh_front.py: the rest of the front)."""
     repo_hook = REPO / "hooks" / "qemu"
     assert repo_hook.resolve() == (REPO / "mdev_hooks" / "share" / "qemu-hook").resolve()
-    assert repo_hook.read_text().split("\n", 1)[1] == launcher_body()
-    assert launcher_text("/usr/bin/python3").split("\n", 2)[2] == launcher_body()
+    assert repo_hook.read_text() == front.template()
+    assert launcher_text("/usr/bin/python3").split("\n", 2)[2] == written_body("/usr/bin/python3", None)
 
 
 def script_python(script: Path) -> str:
@@ -46,10 +48,18 @@ def uninstall(w: World, hooks: Path) -> subprocess.CompletedProcess[str]:
                  "--share-dir", str(hooks.parent / "share"), "--logrotate-dir", str(hooks.parent / "lr"))
 
 
+def written_body(python: str, paths: list[str] | None) -> str:
+    """The template after its first two lines, with the lines install writes for `python` (and `paths`: -I -S)."""
+    body = (REPO / "hooks" / "qemu").read_text().split("\n", 2)[2]
+    body = body.replace(front.PYTHON_LINE, f"python={python}")
+    body = body.replace(front.EXEC_LINE, front.EXEC_LINE.replace('"$0"', "-I -S \"$0\"" if paths else '-I "$0"'))
+    return body.replace(front.PATHS_LINE, f"PATHS = {paths or []!r}")
+
+
 def check_launcher(path: Path, python: str) -> None:
     text = path.read_text()
     first, marker, body = text.split("\n", 2)
-    assert (first, marker, body) == (f"#!{python} -I", MARKER, (REPO / "hooks" / "qemu").read_text().split("\n", 1)[1])
+    assert (first, marker, body) == ("#!/bin/sh", MARKER, written_body(python, front.site_paths(python)))
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
 
 

@@ -1,6 +1,7 @@
 """The launcher (hooks/qemu = mdev_hooks/share/qemu-hook) when the package cannot be loaded, whatever the reason:
 only prepare/migrate/restore begin of domains that ask for managed devices fail, with one line; all else exits 0.
-No root, no FUSE: a broken `mdev_hooks` package is put first on the import path."""
+No root, no FUSE: a broken `mdev_hooks` package is put first on the import path; the file runs as libvirt runs it,
+through its sh front (which starts this interpreter, MDEV_HOOKS_PYTHON)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,8 @@ from pathlib import Path
 
 import pytest
 from support.asserts import one_line
-from support.domxml import NS
 from support.hookrun import HOOK
-from support.ids import DOM_A, U1
-
-NO_DEVICES = f"<domain type='kvm'><name>web</name><uuid>{DOM_A}</uuid></domain>".encode()
-METADATA = (f"<domain><name>g</name><metadata><mdev:mdevs xmlns:mdev='{NS}'><mdev:device uuid='{U1}' parent='mtty' "
-            f"type='mtty-1'/></mdev:mdevs></metadata></domain>").encode()
-MANAGED = (f"<domain><name>g</name><devices><hostdev mode='subsystem' type='mdev' managed='yes' model='vfio-pci'>"
-           f"<source><address uuid='{U1}'/></source></hostdev></devices></domain>").encode()
-MANAGED_FIRST = MANAGED.replace(b"type='mdev' managed='yes'", b"managed=\"yes\" type=\"mdev\"")
-UNMANAGED = MANAGED.replace(b"managed='yes'", b"managed='no'")
+from support.launcherxml import MANAGED, MANAGED_FIRST, METADATA, NO_DEVICES, UNMANAGED
 
 # what "cannot load" can be: an old Python choking on new syntax at import, a half-installed package, none at all
 BROKEN = {
@@ -38,8 +30,9 @@ def run(tmp_path: Path, broken: str | None, op: str, xml: bytes) -> subprocess.C
         (pkg / "hook.py").write_text(BROKEN[broken])
     else:  # a namespace with no hook module at all: ModuleNotFoundError
         (pkg / "__init__.py").write_text("raise ImportError('No module named mdev_hooks.hook')\n")
-    env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "site")}
-    return subprocess.run([sys.executable, str(HOOK), "g", *op.split(), "-"], input=xml, capture_output=True,
+    env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "site"),
+           "MDEV_HOOKS_PYTHON": sys.executable}
+    return subprocess.run([str(HOOK), "g", *op.split(), "-"], input=xml, capture_output=True,
                           env=env, timeout=60, check=False)
 
 

@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.domxml import domain_xml, mdev
-from support.hookrun import HookEnv
-from support.ids import GVT, GVT_V54, uid
+from support.hookrun import HookEnv, mdev_xml
+from support.ids import DOM_A, GVT, GVT_V54, uid
 
 from mdev_hooks.config import Config
 
-DOM = "5909df77-0544-4c25-b292-6027c2468ce1"
 OLD_LOCKS = Path("/run/lock/mdev-hooks")  # the default lock_dir of 0.1 and 0.2
 STATE = Path(Config.state_dir)
 LOCKS = Path(Config.lock_dir)
@@ -93,7 +91,7 @@ def test_managed_starts_work_with_the_old_path_squatted(gvt: tuple[Any, HookEnv]
     _config(h)  # no lock_dir: the default
     for _ in range(2):  # a start and stop twice: the second finds the lock directory made by the first
         u = uid()
-        xml = domain_xml("vm1", DOM, [mdev(u, GVT, GVT_V54)])
+        xml = mdev_xml("vm1", DOM_A, [(u, GVT, GVT_V54)])
         r = h.run("vm1", "prepare", "begin", xml)
         assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
         assert fs.devices() == {u: (GVT, GVT_V54)}
@@ -112,7 +110,7 @@ def test_a_configured_lock_dir_another_user_owns_fails_the_start(gvt: tuple[Any,
     fs, h = gvt
     _config(h, lock_dir=str(squatted))
     u = uid()
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM, [mdev(u, GVT, GVT_V54)]))
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(u, GVT, GVT_V54)]))
     assert r.returncode == 1 and r.stdout == b""
     assert r.stderr.decode() == (
         f"mdev-hooks: lock_dir {squatted} is owned by nobody (uid {NOBODY.pw_uid}), not by root (uid 0): another "
@@ -128,7 +126,7 @@ def test_a_configured_state_dir_another_user_owns_fails_the_start(gvt: tuple[Any
     theirs.mkdir(mode=0o700)
     os.chown(theirs, NOBODY.pw_uid, NOBODY.pw_gid)
     _config(h, state_dir=str(theirs), lock_dir=str(h.lock_dir))
-    r = h.run("vm1", "prepare", "begin", domain_xml("vm1", DOM, [mdev(uid(), GVT, GVT_V54)]))
+    r = h.run("vm1", "prepare", "begin", mdev_xml("vm1", DOM_A, [(uid(), GVT, GVT_V54)]))
     assert r.returncode == 1 and r.stdout == b""
     assert r.stderr.decode().startswith(
         f"mdev-hooks: state_dir {theirs} is owned by nobody (uid {NOBODY.pw_uid}), not by root (uid 0): "), r

@@ -1,9 +1,9 @@
 """`mdev-hooks install` / `uninstall`: the hook launcher in libvirt's hooks directory, and the default config.
 
 Invariant: a hook file we did not write is never replaced without --force (and then kept as a backup that
-uninstall restores); the launcher is share/qemu-hook with two lines changed: the first names the absolute
-interpreter mdev-hooks is installed in (`#!<python> -I`, so a venv works and libvirt's PATH does not matter), the
-second is MARKER, by which `uninstall` (and a later `install`) recognise a file as ours.
+uninstall restores); the launcher is share/qemu-hook as admin/front.py renders it: a sh front naming the absolute
+interpreter mdev-hooks is installed in (so a venv works and libvirt's PATH does not matter), its second line
+MARKER, by which `uninstall` (and a later `install`) recognise a file as ours.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import argparse
 import contextlib
 import os
 import stat
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from mdev_hooks import config
-from mdev_hooks.admin import common
+from mdev_hooks.admin import common, front
 from mdev_hooks.errors import HookError
 from mdev_hooks.fsutil import fsync_dir
 
@@ -29,22 +28,15 @@ QEMU = "qemu"
 QEMU_D = "qemu.d/50-mdev-hooks"
 BACKUP_SUFFIX = ".mdev-hooks-backup"
 MARKER = "# mdev-hooks launcher: written by `mdev-hooks install`, removed by `mdev-hooks uninstall`"
-MAX_SHEBANG = 127  # the kernel's limit for a #! line on older kernels (BINPRM_BUF_SIZE 128 before 5.1)
 
 # the package's data: the launcher (hooks/qemu of the repository links to it) and the commented default config
 SHARE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "share")
-LAUNCHER_SOURCE = os.path.join(SHARE, "qemu-hook")
 DEFAULT_CONFIG_SOURCE = os.path.join(SHARE, "config.toml")
 
 
 def _share(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         return f.read()
-
-
-def launcher_body() -> str:
-    """The launcher without its #! line."""
-    return _share(LAUNCHER_SOURCE).split("\n", 1)[1]
 
 
 def default_config_text() -> str:
@@ -60,11 +52,10 @@ class Report:
         self.lines.append(line)
 
 
-def launcher_text(python: str) -> str:
-    if not os.path.isabs(python) or any(c.isspace() for c in python) or len(python) + 5 > MAX_SHEBANG:
-        raise HookError(f"interpreter path {python!r} cannot be used in a #! line "
-                        f"(it must be absolute, without spaces, at most {MAX_SHEBANG - 5} characters)")
-    return f"#!{python} -I\n{MARKER}\n{launcher_body()}"
+def launcher_text(python: str, *paths: str) -> str:
+    """The hook file for `python`: run as `-I`, or, given the install's own import paths, `-I -S` with those
+    (debian/rules: /usr/lib/python3/dist-packages)."""
+    return front.render(python, paths or None, MARKER)
 
 
 def is_ours(path: str) -> bool:
@@ -148,20 +139,6 @@ def write_atomic(path: str, text: str, mode: int, tmp_dir: str | None = None) ->
     fsync_dir(os.path.dirname(path))
 
 
-def check_interpreter(python: str) -> None:
-    """The launcher's interpreter must import the hook and its dependencies in isolated mode (-I), as libvirt
-    will run it; otherwise the installed hook would silently let every VM start without its mdevs."""
-    code = "import mdev_hooks.hook, mdev_hooks.core.prepare, mdev_hooks.core.release, lxml.etree, filelock, structlog"
-    try:
-        proc = subprocess.run([python, "-I", "-c", code], capture_output=True, timeout=60, check=False,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise HookError(f"cannot run {python}: {e}") from None
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise HookError(f"{python} -I cannot import mdev_hooks: {err[-1] if err else proc.returncode}")
-
-
 def runtime_dir_problems(args: argparse.Namespace) -> list[str]:
     """The configured state_dir and lock_dir checked as the hook checks them at every managed start: one that
     another user made or may write would fail every such start, so `install` says so at once."""
@@ -182,8 +159,9 @@ def runtime_dir_problems(args: argparse.Namespace) -> list[str]:
 
 def install(hooks_dir: str, config_dir: str, qemu_d: bool, force: bool, python: str) -> Report:
     rep = Report()
-    text = launcher_text(python)
-    check_interpreter(python)
+    paths = front.site_paths(python)
+    front.check_interpreter(python, paths)
+    text = front.render(python, paths, MARKER)
     rel = QEMU_D if qemu_d else QEMU
     target = os.path.join(hooks_dir, rel)
     others = [p for p in _ours_installed(hooks_dir) if p != target]

@@ -67,12 +67,13 @@ def test_install_remove_purge(chroot: Chroot, built: Built) -> None:
     check = chroot.run(f"""
         head -n1 {INSTALLED_HOOK}
         mdev-hooks --version
-        out=$({INSTALLED_HOOK} vm1 started begin - </dev/null) && echo "hook exit 0, stdout [$out]"
+        out=$({INSTALLED_HOOK} vm1 prepare begin - </dev/null) && echo "hook exit 0, stdout [$out]"
         test -f /usr/share/man/man8/mdev-hooks.8.gz && test -f /usr/share/bash-completion/completions/mdev-hooks
         test -f /etc/logrotate.d/mdev-hooks && test -f /lib/systemd/system/libvirtd.service.d/mdev-hooks.conf
         dpkg-query -W -f='${{Conffiles}}\\n' mdev-hooks
     """).stdout
-    assert check.splitlines()[:3] == ["#!/usr/bin/python3 -I", f"mdev-hooks {built.version}",
+    # prepare: through the sh front to /usr/bin/python3 -I -S on dist-packages
+    assert check.splitlines()[:3] == ["#!/bin/sh", f"mdev-hooks {built.version}",
                                       "hook exit 0, stdout []"], check
     assert INSTALLED_HOOK not in check.split("\n", 3)[3], "the hook must not be a conffile"
 
@@ -165,7 +166,7 @@ def test_reload_only_when_the_daemon_knew_no_hook(chroot: Chroot, built: Built) 
            "(/etc/libvirt/hooks/qemu existed) and re-reads them on every call: not reloaded (if " \
            "/etc/libvirt/hooks/qemu was itself added after libvirtd started, run: kill -HUP $(cat " \
            "/run/libvirtd.pid))" in out.splitlines(), out
-    assert out.splitlines()[-2:] == ["no-hup", "#!/usr/bin/python3 -I"], out
+    assert out.splitlines()[-2:] == ["no-hup", "#!/bin/sh"], out
 
     # modular daemons: virtqemud is the one told
     out = chroot.run("apt-get purge -y mdev-hooks; rm -f /etc/libvirt/hooks/qemu\n"

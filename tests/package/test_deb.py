@@ -133,9 +133,13 @@ def test_hook_is_the_launcher_for_the_system_python(built: Built) -> None:
     assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    assert text.splitlines()[0] == "#!/usr/bin/python3 -I"
+    # the sh front, running the system python without site, on dist-packages
+    assert text.splitlines()[0] == "#!/bin/sh" and 'exec "$python" -I -S "$0" "$@"' in text.splitlines()
+    assert "python=/usr/bin/python3" in text.splitlines()
+    assert "PATHS = ['/usr/lib/python3/dist-packages']" in text.splitlines()
     # generated from the package's own launcher source, not a copy that could drift
-    assert text == source_value(rules_variable("MDEV_HOOKS_LAUNCHER"), "/usr/bin/python3")
+    args = rules_variable("MDEV_HOOKS_INTERPRETER"), rules_variable("MDEV_HOOKS_SYS_PATH")
+    assert text == source_value(rules_variable("MDEV_HOOKS_LAUNCHER"), *args)
 
 
 def test_config_is_the_commented_default(built: Built) -> None:

@@ -1,4 +1,5 @@
-"""Run the real hook (hooks/qemu) as libvirt does: a subprocess, scrubbed environment, XML on stdin."""
+"""Run the real hook (hooks/qemu) as libvirt does: a subprocess, scrubbed environment, XML on stdin; through its sh
+front, which starts this interpreter (MDEV_HOOKS_PYTHON) for the operations that concern us."""
 
 from __future__ import annotations
 
@@ -52,16 +53,17 @@ class HookEnv:
         # what libvirt passes (LC_ALL, PATH, HOME), plus the test-only config switch
         env = {"LC_ALL": "C", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "HOME": "/root", "MDEV_HOOKS_CONFIG": str(self.config)}
+        env["MDEV_HOOKS_PYTHON"] = sys.executable
         env.update(more)
         return env
 
     def run(self, domain: str, op: str, sub: str, xml: bytes, timeout: float = 60,
             **env: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([sys.executable, str(HOOK), domain, op, sub, "-"], input=xml,
+        return subprocess.run([str(HOOK), domain, op, sub, "-"], input=xml,
                               capture_output=True, env=self.environ(**env), timeout=timeout, cwd="/")
 
     def start(self, domain: str, op: str, sub: str, xml: bytes, **env: str) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen([sys.executable, str(HOOK), domain, op, sub, "-"], stdin=subprocess.PIPE,
+        p = subprocess.Popen([str(HOOK), domain, op, sub, "-"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.environ(**env), cwd="/")
         assert p.stdin is not None
         p.stdin.write(xml)

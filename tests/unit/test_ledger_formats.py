@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from support.host import MakeHost, UnitHost
-from support.ids import AP_MATRIX, H200_1414, MTTY, MTTY_1, MTTY_2, VF0, VF1, VF2
+from support.ids import AP_MATRIX, AP_PASSTHROUGH, H200_1414, MTTY, MTTY_1, MTTY_2, VF0, VF1, VF2
 
 from mdev_hooks.core.ledger import FORMAT, Ledger, to_json
 from mdev_hooks.core.ledger import from_json as claim_from_json
@@ -46,7 +46,7 @@ HOSTS = {
                                            "i915-GVTg_V5_4")], {}),
     "0.1.0.json": (["mtty-sample"], [("9a0c7c5e-3f0e-4d6b-9b8e-2c1d0f6a7e11", MTTY, MTTY_1)], {}),
     "0.1.0-nvidia-vf.json": (["nvidia-h200x-vendor-vfio"], [], {VF0: H200_1414}),
-    "0.2.0.json": (["s390-vfio-ap"], [("8d3a3c56-7f1b-4a5e-9c1d-2b6f0e4a9d10", AP_MATRIX, "vfio_ap-passthrough")], {}),
+    "0.2.0.json": (["s390-vfio-ap"], [("8d3a3c56-7f1b-4a5e-9c1d-2b6f0e4a9d10", AP_MATRIX, AP_PASSTHROUGH)], {}),
     "0.2.0-nvidia-vf.json": (["nvidia-h200x-vendor-vfio"], [], {VF1: H200_1414}),
     "0.3.0.json": (["mtty-sample"], [("3c1e7a40-22b5-4d7e-8f60-9a1b2c3d4e5f", MTTY, MTTY_2)], {}),
     "0.3.0-nvidia-vf.json": (["nvidia-h200x-vendor-vfio"], [], {VF2: H200_1414}),

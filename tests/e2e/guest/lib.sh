@@ -308,11 +308,16 @@ XML
 # install_mdev_hooks: install the project the way this release's users would, so that afterwards `mdev-hooks` is
 # on PATH, the hook is $HOOK, the config $CONFIG, and the running libvirt daemon calls the hook. Call it once
 # libvirtd answers (its postinst, or the reload here, must find it running).
-#   deb  (bookworm, trixie): apt-get install ./mdev-hooks_*.deb from $SHARE/deb: apt resolves the
+#   deb  (every release): apt-get install ./mdev-hooks_*.deb from $SHARE/deb: apt resolves the
 #        distro's python3-lxml/-filelock/-structlog from the image's lists and cache (no network, no pip); the
 #        package's postinst reloads libvirtd itself and says so; its pid shows it was reloaded, not restarted.
-#   venv (bullseye): pip install $SHARE/wheel/*.whl into $VENV (offline, /opt/wheelhouse), `mdev-hooks install
+#   venv (scenario l-pip-venv, MDEV_HOOKS_INSTALL=venv): pip install $SHARE/wheel/*.whl into $VENV (offline, /opt/wheelhouse), `mdev-hooks install
 #        --qemu-d` (hook, config, man page, completion, logrotate snippet), /usr/local/bin/mdev-hooks, reload.
+# hook_runs PYTHON: $HOOK is the sh front (issue 23) that starts PYTHON for the operations that concern it
+hook_runs() {
+    [ "$(head -n1 "$HOOK")" = "#!/bin/sh" ] && grep -qxF "python=$1" "$HOOK" \
+        || fail "$HOOK is not the front for $1: $(head -n1 "$HOOK"), $(grep '^python=' "$HOOK" || echo 'no python= line')"
+}
 install_mdev_hooks() {
     local t deb wheel pid_before pid_after holder line daemon p
     t=$(now_s)
@@ -355,7 +360,7 @@ install_mdev_hooks() {
         wait_until 60 "$daemon answers after the postinst's reload" virsh -q version
         kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
         [ "$(command -v mdev-hooks)" = /usr/bin/mdev-hooks ] || fail "mdev-hooks on PATH is $(command -v mdev-hooks)"
-        [ "$(head -n1 "$HOOK")" = "#!/usr/bin/python3 -I" ] || fail "$HOOK starts with $(head -n1 "$HOOK")"
+        hook_runs /usr/bin/python3
         python3 -c 'import mdev_hooks, sys; sys.exit(not mdev_hooks.__file__.startswith("/usr/lib/python3/dist-packages/"))' \
             || fail "python3 imports mdev_hooks from elsewhere than /usr/lib/python3/dist-packages"
         [ -f "$CONFIG" ] || fail "the package installed no $CONFIG"
@@ -368,7 +373,7 @@ install_mdev_hooks() {
         "$VENV/bin/mdev-hooks" install --qemu-d | sed 's/^/    install| /'
         [ "${PIPESTATUS[0]}" = 0 ] || fail "'mdev-hooks install --qemu-d' failed"
         ln -sf "$VENV/bin/mdev-hooks" /usr/local/bin/mdev-hooks
-        [ "$(head -n1 "$HOOK")" = "#!$VENV/bin/python3 -I" ] || fail "$HOOK starts with $(head -n1 "$HOOK")"
+        hook_runs "$VENV/bin/python3"
         note "installed $(basename "$wheel") into $VENV with pip in $(since "$t")s; $VENV has:" \
             "$(cd "$VENV"/lib/python3*/site-packages && ls -d -- *.dist-info | sed 's/\.dist-info$//' | xargs)"
         # libvirtd finds a hook that appeared after it started only on reload (SIGHUP) or restart

@@ -34,7 +34,11 @@ still_runs() { # NAME PID UUID: the domain runs with the same qemu, and its devi
 }
 hook_ok() { # the hook file keeps its name and is the installed package's
     [ -x "$HOOK" ] || fail "no executable $HOOK after the apt run"
-    [ "$(head -n1 "$HOOK")" = "#!/usr/bin/python3 -I" ] || fail "$HOOK starts with $(head -n1 "$HOOK")"
+    if [ "$(version)" = "$OLDV" ]; then  # 0.2.0's hook is the Python launcher; later ones the sh front
+        [ "$(head -n1 "$HOOK")" = "#!/usr/bin/python3 -I" ] || fail "$OLDV's $HOOK starts with $(head -n1 "$HOOK")"
+    else
+        hook_runs /usr/bin/python3
+    fi
     dpkg -S "$HOOK" > /dev/null 2>&1 || fail "$HOOK belongs to no package"
 }
 

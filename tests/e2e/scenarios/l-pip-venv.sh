@@ -28,7 +28,7 @@ destroy_ok vm-l
 wait_until 15 "mdev $U removed" eval '! mdev_exists '"$U"
 assert_log mdev.removed "$U"
 assert_ledger_clean "$U" "$DOMU"
-ok "the venv's hook ($(head -n1 "$HOOK")) created and removed $U"
+ok "the venv's hook ($(grep '^python=' "$HOOK" || head -n1 "$HOOK")) created and removed $U"
 
 "$VENV/bin/mdev-hooks" uninstall > "$SCRATCH/l-uninstall" 2>&1 \
     || fail "mdev-hooks uninstall failed: $(cat "$SCRATCH/l-uninstall")"
@@ -43,5 +43,5 @@ ok "mdev-hooks uninstall removed $HOOK, the man page, the completion and the log
 cp "$DEB" /tmp/
 DEBIAN_FRONTEND=noninteractive apt-get install -y "/tmp/$(basename "$DEB")" > "$OUT/l-reinstall.log" 2>&1 \
     || { sed 's/^/    apt| /' "$OUT/l-reinstall.log"; fail "installing the .deb again failed"; }
-[ "$(head -n1 "$HOOK")" = "#!/usr/bin/python3 -I" ] || fail "$HOOK starts with $(head -n1 "$HOOK") after the reinstall"
+hook_runs /usr/bin/python3
 ok "the .deb installed again for the scenarios after this one"
