@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
-from debpkg import REPO, Built, ensure_commands, require_root_and_apt
+from debchroot import Chroot
+from debpkg import REPO, Built, cannot_run, ensure_commands, require_root_and_apt
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,3 +36,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     tree = out / "tree"
     subprocess.run(["dpkg-deb", "-x", str(out / debs[0]), str(tree)], check=True)
     return Built(str(out / debs[0]), lintian, proc.stdout + proc.stderr, str(tree), m.group(1))
+
+
+@pytest.fixture
+def chroot(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chroot]:
+    """A fresh Debian 12 chroot (debchroot) with the built .deb in /tmp/pkg/."""
+    require_root_and_apt()
+    if shutil.which("unshare") is None:
+        cannot_run("needs unshare (util-linux)")
+    root = Chroot(str(tmp_path_factory.mktemp("chroot") / "root"))
+    os.makedirs(root.path("/tmp/pkg"), exist_ok=True)
+    shutil.copy(built.deb, root.path("/tmp/pkg/"))
+    yield root
+    root.remove()

@@ -73,3 +73,19 @@ class Built:
     build_output: str
     tree: str  # the .deb unpacked (dpkg-deb -x)
     version: str
+
+
+def released_deb(version: str, cache: str) -> str:
+    """The released VERSION's .deb, rebuilt once into CACHE from the commit docs/releases.md names (a release never
+    changes)."""
+    with open(os.path.join(REPO, "docs", "releases.md"), encoding="utf-8") as f:
+        m = re.search(rf"^\|\s*{re.escape(version)}\s*\|\s*([0-9a-f]{{40}})\s*\|", f.read(), re.M)
+    assert m, f"docs/releases.md names no commit for {version}"
+    out = os.path.join(cache, f"release-{m.group(1)}")
+    deb = os.path.join(out, f"mdev-hooks_{version}_all.deb")
+    if not os.path.exists(deb):
+        proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-release-deb"), version, out + ".tmp"],
+                              capture_output=True, text=True, timeout=1800, check=False)
+        assert proc.returncode == 0, f"scripts/build-release-deb {version} failed:\n{proc.stdout}\n{proc.stderr}"
+        os.replace(out + ".tmp", out)
+    return deb

@@ -24,10 +24,12 @@ EXPECTED_FILES = {
     "usr/lib/python3/dist-packages/mdev_hooks/__init__.py",
     "usr/lib/python3/dist-packages/mdev_hooks/hook.py",
     "usr/libexec/mdev-hooks/ledger-report",
+    "usr/libexec/mdev-hooks/ledger-downgrade",
+    "etc/apt/apt.conf.d/20mdev-hooks",
     "usr/share/bash-completion/completions/mdev-hooks",
     "usr/share/man/man8/mdev-hooks.8.gz",
     "usr/share/doc/mdev-hooks/copyright",
-    "usr/share/doc/mdev-hooks/CHANGELOG.md",
+    "usr/share/doc/mdev-hooks/CHANGELOG.md.gz",  # over 4 kB: dh_compress compresses it (Debian policy 12.3)
     "usr/share/doc/mdev-hooks/changelog.gz",
 }
 
@@ -37,10 +39,12 @@ import argparse, importlib, json, sys
 mod, _, func = sys.argv[1].partition(":")
 parser = getattr(importlib.import_module(mod), func)()
 sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+def shown(a):  # as argparse shows a positional: its metavar, else {its,choices}, else its dest
+    return a.metavar or ("{" + ",".join(map(str, a.choices)) + "}" if a.choices else a.dest)
 print(json.dumps({
     "top": [s for a in parser._actions for s in a.option_strings],
     "commands": {name: {"options": [s for a in p._actions for s in a.option_strings],
-                        "positionals": [a.metavar or a.dest for a in p._actions if not a.option_strings]}
+                        "positionals": [shown(a) for a in p._actions if not a.option_strings]}
                  for name, p in sub.choices.items()},
 }))
 """
@@ -108,7 +112,19 @@ def test_conffiles_are_the_config_and_the_logrotate_snippet_not_the_hook(built: 
     control = subprocess.run(["dpkg-deb", "--ctrl-tarfile", built.deb], capture_output=True, check=True).stdout
     conffiles = subprocess.run(["tar", "-xOf", "-", "./conffiles"], input=control, capture_output=True,
                                check=True).stdout.decode().split()
-    assert sorted(conffiles) == ["/etc/logrotate.d/mdev-hooks", "/etc/mdev-hooks/config.toml"]
+    # the apt hook that guards downgrades (debian/ledger-downgrade) is configuration apt reads from /etc
+    assert sorted(conffiles) == ["/etc/apt/apt.conf.d/20mdev-hooks", "/etc/logrotate.d/mdev-hooks",
+                                 "/etc/mdev-hooks/config.toml"]
+
+
+def test_apt_hook_runs_the_downgrade_guard_only_while_it_is_installed(built: Built) -> None:
+    """After `apt remove` the conffile stays but the script is gone: apt must still work then."""
+    with open(os.path.join(built.tree, "etc/apt/apt.conf.d/20mdev-hooks"), encoding="utf-8") as f:
+        text = f.read()
+    script = "/usr/libexec/mdev-hooks/ledger-downgrade"
+    assert f'"if [ -x {script} ]; then {script} --apt; else cat >/dev/null; fi"' in text, text
+    mode = os.stat(os.path.join(built.tree, script.lstrip("/"))).st_mode
+    assert stat.S_IMODE(mode) == 0o755
 
 
 def test_hook_is_the_launcher_for_the_system_python(built: Built) -> None:

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # Guest-side helpers for the e2e scenarios (sourced by guest/test.sh and by every scenario).
 # Runs inside the TCG guest as root, with the real kernel, mtty.ko, libvirtd and the project's hook.
-# How the project is installed depends on the release (install_mdev_hooks): bookworm and trixie install the
-# project's .deb with apt (the distro's python3 and python3-lxml/-filelock/-structlog), bullseye a venv with pip.
+# How the project is installed (install_mdev_hooks): every release installs the project's .deb with apt (the
+# distro's python3 and python3-lxml/-filelock/-structlog); scenario l-pip-venv puts its wheel into a venv with pip.
 
 export LIBVIRT_DEFAULT_URI=qemu:///system
 export LC_ALL=C.UTF-8
@@ -41,10 +41,10 @@ kernel_before() { [ "$KMAJ" -lt "$1" ] || { [ "$KMAJ" -eq "$1" ] && [ "$KMIN" -l
 legacy_mdev() { kernel_before 6 1; }
 LIBVIRT_VERSION=$(libvirtd --version 2>/dev/null | awk '{print $NF}')
 MDEVCTL_VERSION=$(dpkg-query -W -f='${Version}' mdevctl 2>/dev/null)
-# deb: the project's .deb, installed by apt with the distro's python3 and libraries; venv: pip into $VENV (bullseye,
-# whose python3-structlog 20.1 is older than the code supports). MDEV_HOOKS_INSTALL overrides.
+# deb: the project's .deb, installed by apt with the distro's python3 and libraries (every release); venv: pip into
+# $VENV (scenario l-pip-venv, as on RHEL/Rocky 9, and MDEV_HOOKS_INSTALL=venv).
 case "${MDEV_HOOKS_INSTALL:-$RELEASE}" in
-deb | bookworm | trixie) INSTALL_KIND=deb HOOK_PY=/usr/bin/python3 ;;
+deb | bullseye | bookworm | trixie) INSTALL_KIND=deb HOOK_PY=/usr/bin/python3 ;;
 *) INSTALL_KIND=venv HOOK_PY=$VENV/bin/python3 ;;
 esac
 
@@ -266,7 +266,7 @@ write_config() { # extra TOML lines
     mkdir -p /etc/mdev-hooks
     {
         echo "# mdev-hooks e2e: defaults (sysfs_root=/sys, state_dir=/run/mdev-hooks,"
-        echo "# lock_dir=/run/lock/mdev-hooks, log_file=/var/log/mdev-hooks.log)"
+        echo "# lock_dir=/run/mdev-hooks/locks, log_file=/var/log/mdev-hooks.log)"
         printf '%s\n' "$@"
     } > "$CONFIG"
 }
@@ -311,10 +311,10 @@ XML
 # install_mdev_hooks: install the project the way this release's users would, so that afterwards `mdev-hooks` is
 # on PATH, the hook is $HOOK, the config $CONFIG, and the running libvirt daemon calls the hook. Call it once
 # libvirtd answers (its postinst, or the reload here, must find it running).
-#   deb  (bookworm, trixie): apt-get install ./mdev-hooks_*.deb from $SHARE/deb: apt resolves the
+#   deb  (every release): apt-get install ./mdev-hooks_*.deb from $SHARE/deb: apt resolves the
 #        distro's python3-lxml/-filelock/-structlog from the image's lists and cache (no network, no pip); the
 #        package's postinst reloads libvirtd itself and says so; its pid shows it was reloaded, not restarted.
-#   venv (bullseye): pip install $SHARE/wheel/*.whl into $VENV (offline, /opt/wheelhouse), `mdev-hooks install
+#   venv (scenario l-pip-venv, MDEV_HOOKS_INSTALL=venv): pip install $SHARE/wheel/*.whl into $VENV (offline, /opt/wheelhouse), `mdev-hooks install
 #        --qemu-d` (hook, config, man page, completion, logrotate snippet), /usr/local/bin/mdev-hooks, reload.
 # hook_runs PYTHON: $HOOK is the sh front (issue 23) that starts PYTHON for the operations that concern it
 hook_runs() {

@@ -30,7 +30,7 @@ collect_logs() {
     mkdir -p "$OUT/qemu"
     cp /var/log/libvirt/qemu/*.log "$OUT/qemu/" 2>/dev/null
     cp "$HOOK_LOG" "$OUT/mdev-hooks.log" 2>/dev/null
-    { ls -laR "$STATE_DIR" /run/lock/mdev-hooks; grep -r . "$STATE_DIR"; } > "$OUT/state.txt" 2>&1
+    { ls -laR "$STATE_DIR" /run/lock/mdev-hooks 2>/dev/null; grep -r . "$STATE_DIR"; } > "$OUT/state.txt" 2>&1
     true
 }
 

@@ -19,11 +19,11 @@ ALL_RELEASES=(bullseye bookworm trixie)
 #   REL_EXTRA   guest packages beyond the common list
 #   REL_DEB_DEPS  the Debian package's dependencies, only downloaded into the image's apt cache (not installed,
 #               apt lists kept): the guest installs mdev-hooks_*.deb with apt, offline, which must resolve and
-#               install them itself. Empty: the release installs the project with pip into a venv (bullseye:
-#               its python3-structlog 20.1 is older than the code supports).
+#               install them itself (every release; pip into a venv is scenario l-pip-venv's, on bullseye).
 release_vars() {
     case "$1" in
-    bullseye) REL_PY=3.9 REL_PYFULL=3.9.2 REL_GLIBC=31 REL_SRC=linux-source-5.10 REL_EXTRA=() REL_DEB_DEPS=() ;;
+    bullseye) REL_PY=3.9 REL_PYFULL=3.9.2 REL_GLIBC=31 REL_SRC=linux-source-5.10 REL_EXTRA=()
+        REL_DEB_DEPS=(python3-lxml python3-filelock python3-structlog) ;;
     bookworm) REL_PY=3.11 REL_PYFULL=3.11.2 REL_GLIBC=36 REL_SRC=linux-source-6.1 REL_EXTRA=()
         REL_DEB_DEPS=(python3-lxml python3-filelock python3-structlog) ;;
     # trixie: libvirt-daemon-system is a metapackage over the split drivers; name what the tier uses.
