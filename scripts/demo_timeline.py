@@ -15,7 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "tests" / "libvirt")]
+# the libvirt tier's helpers, and tests/ for the support package they import (pytest's pythonpath in the test tier)
+_TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path[:0] = [str(_TESTS / "libvirt"), str(_TESTS)]
 
 from lvlab import DaemonLog  # noqa: E402  (the libvirt tier's reader of libvirtd's hook calls)
 

@@ -127,6 +127,15 @@ def test_timeline_says_what_went_wrong(timeline: ModuleType, tmp_path: Path, cap
     assert "mdev-hooks: NOT as designed: " in out and why in out and "behaved as designed" not in out
 
 
+def test_timeline_runs_as_demo_real_runs_it(tmp_path: Path) -> None:
+    """scripts/demo-real runs the script by its path, outside pytest's pythonpath: its own imports must resolve."""
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "demo_timeline.py"), str(_guest_out(tmp_path))],
+                       capture_output=True, text=True, timeout=60, cwd="/", check=False,
+                       env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
+    assert r.returncode == 0, r.stderr
+    assert "behaved as designed" in r.stdout and "Traceback" not in r.stderr
+
+
 def _fake_image(tmp_path: Path) -> dict[str, str]:
     """An image directory no qemu can boot and a .deb that is never installed: enough to reach the boot step."""
     img = tmp_path / "img"
