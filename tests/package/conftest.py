@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from debchroot import Chroot
-from debpkg import REPO, Built, cannot_run, ensure_commands, require_root_and_apt
+from debpkg import REPO, Built, ensure_commands, require_root_and_apt
+from support.hookrun import cannot_run
 
 
 def pytest_configure(config: pytest.Config) -> None:

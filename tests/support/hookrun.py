@@ -101,16 +101,23 @@ def mdev_xml(name: str, dom_uuid: str, mdevs: Sequence[tuple[str, str, str]], un
     return domain_xml(name, dom_uuid, items, prefixed=prefixed, metadata=True)
 
 
-def require_fuse(what: str = "fakesysfs") -> None:
-    """Skip without /dev/fuse or fusermount3, except under CI, where a missing FUSE is a failure: a skipped tier
-    must never pass for a tested one."""
+def cannot_run(reason: str) -> None:
+    """Skip a tier that cannot run here, except under CI (any non-empty $CI), where it is a failure: a skipped tier
+    must never pass for a tested one. The one copy of that rule (FUSE, libvirt and package tiers)."""
     import os
-    import shutil
 
     import pytest
 
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI={os.environ['CI']}, so this is a failure, not a skip")
+    pytest.skip(reason)
+
+
+def require_fuse(what: str = "fakesysfs") -> None:
+    """The FUSE fake needs /dev/fuse and fusermount3 (scripts/setup installs fuse3)."""
+    import os
+    import shutil
+
     if os.path.exists("/dev/fuse") and shutil.which("fusermount3") is not None:
         return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} needs /dev/fuse and fusermount3 (scripts/setup installs fuse3)")
-    pytest.skip(f"{what} needs /dev/fuse and fusermount3")
+    cannot_run(f"{what} needs /dev/fuse and fusermount3 (scripts/setup installs fuse3)")
